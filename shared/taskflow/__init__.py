@@ -1,0 +1,1 @@
+"""TaskFlow: the domain library shared by every function."""

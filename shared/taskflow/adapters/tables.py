@@ -1,0 +1,172 @@
+"""SQLAlchemy Core tables. The schema itself is created by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
+
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(255), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("due_at", UTCDateTime, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("recurrence", JSON(none_as_null=True), nullable=True),
+    Column("reminders", JSON, nullable=False),
+    Column("series_id", String(36), nullable=True),
+    Column("series_start", UTCDateTime, nullable=True),
+    Column("occurrence", Integer, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("series_id", "occurrence", name="uq_tasks_series_occurrence"),
+)
+
+task_tags = Table(
+    "task_tags",
+    metadata,
+    Column("task_id", String(36), primary_key=True),
+    Column("tag", String(40), primary_key=True),
+    Column("owner_id", String(255), nullable=False),
+    Index("ix_task_tags_owner_tag", "owner_id", "tag"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("topic", String(100), nullable=False),
+    Column("partition_key", String(100), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+)
+
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("task_id", String(36), nullable=False),
+    Column("owner_id", String(255), nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("owner_id", String(255), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("reminder_id", String(36), nullable=True),
+    Column("title", String(200), nullable=False),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("webhook_status", String(16), nullable=False),
+    Column("webhook_attempts", Integer, nullable=False, default=0),
+    Column("delivered_at", UTCDateTime, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("task_id", String(36), nullable=False),
+    Column("owner_id", String(255), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+user_settings = Table(
+    "user_settings",
+    metadata,
+    Column("owner_id", String(255), primary_key=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+kv_state = Table(
+    "kv_state",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("etag", String(36), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+)
+
+# The table Dapr's configuration.postgresql component reads (column names are its contract).
+taskflow_config = Table(
+    "taskflow_config",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("metadata", JSON(none_as_null=True), nullable=True),
+)

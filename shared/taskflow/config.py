@@ -1,0 +1,144 @@
+"""Settings from the environment, read lazily (no I/O at import time).
+
+In ``dapr`` mode the database URL and the JWT secret come from the Dapr secret store when
+they are not in the environment, so that no secret needs to be in a function's environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+log = logging.getLogger("taskflow.config")
+
+DEV_JWT_SECRET = "taskflow-dev-secret-not-for-production"  # noqa: S105 - embedded-mode fallback only
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    jwks_url: str | None
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    secret_store: str
+    pubsub: str
+    state_store: str
+    config_store: str
+    webhook_binding: str
+    webhook_base_url: str | None
+    audit_app_id: str
+    dapr_http_port: int
+    app_api_token: str | None
+    dapr_api_token: str | None
+    fanout_interval: float
+    reminder_interval: float
+    reminder_grace_seconds: int
+    allow_loopback_webhooks: bool
+
+    @property
+    def embedded(self) -> bool:
+        return self.mode == "embedded"
+
+    @property
+    def dapr_url(self) -> str:
+        return f"http://127.0.0.1:{self.dapr_http_port}"
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    mode = (_env("TASKFLOW_MODE", "embedded") or "embedded").lower()
+    if mode not in {"embedded", "dapr"}:
+        raise RuntimeError(f"TASKFLOW_MODE must be 'embedded' or 'dapr', not {mode!r}")
+    return Settings(
+        mode=mode,
+        jwks_url=_env("TASKFLOW_JWKS_URL"),
+        jwt_issuer=_env("TASKFLOW_JWT_ISSUER"),
+        jwt_audience=_env("TASKFLOW_JWT_AUDIENCE"),
+        secret_store=_env("TASKFLOW_SECRET_STORE", "taskflow-secrets") or "",
+        pubsub=_env("TASKFLOW_PUBSUB", "taskflow-pubsub") or "",
+        state_store=_env("TASKFLOW_STATE_STORE", "taskflow-state") or "",
+        config_store=_env("TASKFLOW_CONFIG_STORE", "taskflow-config") or "",
+        webhook_binding=_env("TASKFLOW_WEBHOOK_BINDING", "taskflow-webhook") or "",
+        webhook_base_url=_env("TASKFLOW_WEBHOOK_BASE_URL"),
+        audit_app_id=_env("TASKFLOW_AUDIT_APP_ID", "audit") or "",
+        dapr_http_port=int(_env("DAPR_HTTP_PORT", "3500") or 3500),
+        app_api_token=_env("APP_API_TOKEN"),
+        dapr_api_token=_env("DAPR_API_TOKEN"),
+        fanout_interval=float(_env("TASKFLOW_FANOUT_INTERVAL", "2") or 2),
+        reminder_interval=float(_env("TASKFLOW_REMINDER_INTERVAL", "10") or 10),
+        reminder_grace_seconds=int(_env("TASKFLOW_REMINDER_GRACE", "86400") or 86400),
+        allow_loopback_webhooks=_bool("TASKFLOW_ALLOW_LOOPBACK_WEBHOOKS", mode == "embedded"),
+    )
+
+
+def _secret(env_name: str, key: str) -> str | None:
+    value = _env(env_name)
+    if value is not None:
+        return value
+    if settings().mode == "dapr":
+        from taskflow.adapters.dapr import DaprSecrets
+
+        return DaprSecrets().get(key)
+    return None
+
+
+@lru_cache(maxsize=1)
+def database_url() -> str:
+    url = _secret("TASKFLOW_DATABASE_URL", "database-url")
+    if url:
+        return url
+    if settings().mode == "dapr":
+        raise RuntimeError("no database URL: set secret 'database-url' in the secret store")
+    os.makedirs("var", exist_ok=True)
+    return "sqlite:///var/taskflow.db"
+
+
+@lru_cache(maxsize=1)
+def jwt_secret() -> str | None:
+    secret = _secret("TASKFLOW_JWT_SECRET", "jwt-secret")
+    if secret:
+        return secret
+    if settings().jwks_url:
+        return None
+    if settings().embedded and _bool("TASKFLOW_DEV", False):
+        log.warning(
+            "!!! TASKFLOW_JWT_SECRET is not set: using the built-in DEV secret. "
+            "Anyone can mint tokens. Never run like this outside your laptop. !!!"
+        )
+        return DEV_JWT_SECRET
+    raise RuntimeError("TASKFLOW_JWT_SECRET (or TASKFLOW_JWKS_URL) must be set")
+
+
+@lru_cache(maxsize=1)
+def webhook_signing_key() -> str:
+    key = _secret("TASKFLOW_WEBHOOK_SIGNING_KEY", "webhook-signing-key")
+    if key:
+        return key
+    if settings().embedded:
+        # Embedded mode derives a stable per-installation key from the JWT secret.
+        import hashlib
+
+        return hashlib.sha256(b"taskflow-webhook:" + (jwt_secret() or "").encode()).hexdigest()
+    raise RuntimeError("no webhook signing key: set secret 'webhook-signing-key'")
+
+
+def reset() -> None:
+    """Forget cached settings (tests change the environment)."""
+    settings.cache_clear()
+    database_url.cache_clear()
+    jwt_secret.cache_clear()
+    webhook_signing_key.cache_clear()

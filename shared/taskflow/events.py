@@ -1,0 +1,158 @@
+"""The CloudEvent catalog: types, data models, and building/parsing envelopes (CloudEvents 1.0)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cloudevents.http import CloudEvent, from_http
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from taskflow.domain import model
+from taskflow.schemas import TaskOut
+
+TASK_TOPIC = "task-events"
+REMINDER_TOPIC = "reminders"
+PREFIX = "com.taskflow."
+
+TASK_CREATED = "com.taskflow.task.created.v1"
+TASK_UPDATED = "com.taskflow.task.updated.v1"
+TASK_COMPLETED = "com.taskflow.task.completed.v1"
+TASK_REOPENED = "com.taskflow.task.reopened.v1"
+TASK_DELETED = "com.taskflow.task.deleted.v1"
+REMINDER_DUE = "com.taskflow.reminder.due.v1"
+TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED)
+
+
+class TaskEventData(BaseModel):
+    """``data`` of every task event: the task after the change, who did it, what changed."""
+
+    model_config = ConfigDict(extra="ignore")
+    task: TaskOut
+    actor: str
+    changes: dict[str, list[Any]] = {}
+
+
+class ReminderDueData(BaseModel):
+    """``data`` of ``reminder.due``: one reminder of one occurrence that is due now."""
+
+    model_config = ConfigDict(extra="ignore")
+    reminder_id: str
+    task_id: str
+    owner_id: str
+    title: str
+    fire_at: datetime
+    late: bool = False
+
+
+DATA_MODELS: dict[str, type[BaseModel]] = {t: TaskEventData for t in TASK_TYPES} | {
+    REMINDER_DUE: ReminderDueData
+}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A CloudEvent ready for the outbox: fixed id, topic and partition key."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: str
+    topic: str
+    partition_key: str
+    data: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(self.structured(), separators=(",", ":"))
+
+    def structured(self) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "partitionkey": self.partition_key,
+            "data": self.data,
+        }
+
+
+def task_event(event: model.TaskEvent, source: str = "/taskflow/tasks-api") -> Envelope:
+    task = event.task
+    data = TaskEventData(task=TaskOut(**task.to_api()), actor=event.actor, changes=event.changes)
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=f"{PREFIX}task.{event.kind}.v1",
+        source=source,
+        subject=task.id,
+        time=model.format_time(task.updated_at) or "",
+        topic=TASK_TOPIC,
+        partition_key=task.id,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def reminder_due(data: ReminderDueData, now: datetime, source: str = "/taskflow/reminder-dispatch") -> Envelope:
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=REMINDER_DUE,
+        source=source,
+        subject=data.task_id,
+        time=model.format_time(now) or "",
+        topic=REMINDER_TOPIC,
+        partition_key=data.task_id,
+        data=data.model_dump(mode="json"),
+    )
+
+
+class PoisonEvent(ValueError):
+    """An event that can never be processed: Dapr should drop it to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class Received:
+    id: str
+    type: str
+    subject: str | None
+    data: BaseModel
+
+
+def parse(headers: Mapping[str, str], body: bytes) -> Received:
+    """Parse a delivery: structured or binary CloudEvent, as Dapr or KafkaSource sends it."""
+    headers = {k.lower(): v for k, v in headers.items()}
+    content_type = headers.get("content-type", "")
+    if "ce-id" not in headers and "cloudevents" not in content_type:
+        # KafkaSource may forward a structured event as plain application/json.
+        headers["content-type"] = "application/cloudevents+json"
+    try:
+        event: CloudEvent = from_http(headers, body)
+    except Exception as exc:  # the SDK raises several unrelated types for bad input
+        raise PoisonEvent(f"not a CloudEvent: {exc}") from exc
+    attrs = event.get_attributes()
+    etype = str(attrs.get("type", ""))
+    model_cls = DATA_MODELS.get(etype)
+    if model_cls is None:
+        raise PoisonEvent(f"unknown event type {etype!r}")
+    raw = event.get_data()
+    if isinstance(raw, bytes | str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise PoisonEvent(f"data of {etype} is not JSON") from exc
+    try:
+        data = model_cls.model_validate(raw)
+    except ValidationError as exc:
+        raise PoisonEvent(f"data of {etype} does not match its schema: {exc.errors()[:3]}") from exc
+    return Received(id=str(attrs["id"]), type=etype, subject=attrs.get("subject"), data=data)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every event's ``data``, keyed by CloudEvent type (exported to docs/events/)."""
+    return {etype: cls.model_json_schema() for etype, cls in DATA_MODELS.items()}

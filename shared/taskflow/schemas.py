@@ -1,0 +1,281 @@
+"""Pydantic models of the REST API. They validate requests and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from taskflow.domain import model
+from taskflow.domain import recurrence as rrules
+
+Title = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(model.normalize_title)]
+Description = Annotated[str, Field(max_length=model.DESCRIPTION_MAX), AfterValidator(model.normalize_description)]
+Tags = Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=200), AfterValidator(model.normalize_tags)]
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(model.validate_timezone)]
+PriorityName = Literal["none", "low", "medium", "high", "urgent"]
+
+
+def _aware(value: datetime) -> datetime:
+    return model.as_utc(value)
+
+
+AwareDateTime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class RecurrenceIn(Strict):
+    """An RFC 5545 RRULE body (no ``RRULE:`` prefix) and what the next occurrence counts from."""
+
+    rule: Annotated[str, Field(min_length=1, max_length=500, examples=["FREQ=WEEKLY;BYDAY=MO,WE"])]
+    anchor: Literal["due", "completion"] = "due"
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, value: str) -> str:
+        try:
+            return rrules.validate_rule(value)
+        except rrules.RecurrenceError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class ReminderIn(Strict):
+    """Relative to ``due_at`` (``offset``, ISO 8601 duration such as ``-PT15M``) or absolute (``at``)."""
+
+    offset: Annotated[str, Field(max_length=40, examples=["-PT15M"])] | None = None
+    at: AwareDateTime | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReminderIn:
+        if (self.offset is None) == (self.at is None):
+            raise ValueError("a reminder has exactly one of 'offset' or 'at'")
+        if self.offset is not None:
+            model.parse_offset(self.offset)
+        return self
+
+    def to_domain(self) -> model.Reminder:
+        return model.Reminder(offset=self.offset, at=self.at)
+
+
+class TaskCreate(Strict):
+    title: Title
+    description: Description = ""
+    priority: PriorityName = "none"
+    tags: Tags = Field(default_factory=list)
+    due_at: AwareDateTime | None = None
+    timezone: TimeZoneName = "UTC"
+    recurrence: RecurrenceIn | None = None
+    reminders: Annotated[list[ReminderIn], Field(max_length=model.REMINDERS_MAX)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _needs_due(self) -> TaskCreate:
+        _check_due_dependencies(self.due_at, self.recurrence, self.reminders)
+        return self
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "description": self.description,
+            "priority": model.Priority(self.priority),
+            "tags": self.tags,
+            "due_at": self.due_at,
+            "timezone": self.timezone,
+            "recurrence": model.Recurrence(self.recurrence.rule, model.Anchor(self.recurrence.anchor))
+            if self.recurrence
+            else None,
+            "reminders": [r.to_domain() for r in self.reminders],
+        }
+
+
+def _check_due_dependencies(due_at: Any, recurrence: Any, reminders: Any) -> None:
+    if recurrence is not None and due_at is None:
+        raise ValueError("recurrence requires due_at")
+    if reminders and due_at is None and any(r.offset is not None for r in reminders):
+        raise ValueError("a reminder with an offset requires due_at")
+
+
+class TaskPatch(Strict):
+    """Partial update: absent fields are kept, ``null`` clears a clearable field."""
+
+    title: Title | None = None
+    description: Description | None = None
+    priority: PriorityName | None = None
+    tags: Tags | None = None
+    due_at: AwareDateTime | None = None
+    timezone: TimeZoneName | None = None
+    recurrence: RecurrenceIn | None = None
+    reminders: Annotated[list[ReminderIn], Field(max_length=model.REMINDERS_MAX)] | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> TaskPatch:
+        for name in ("title", "priority", "timezone"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def to_changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "priority":
+                value = model.Priority(value)
+            elif name == "description" and value is None:
+                value = ""
+            elif name == "tags" and value is None:
+                value = []
+            elif name == "reminders":
+                value = [r.to_domain() for r in value or []]
+            elif name == "recurrence" and value is not None:
+                value = model.Recurrence(value.rule, model.Anchor(value.anchor))
+            out[name] = value
+        return out
+
+
+class RecurrenceOut(BaseModel):
+    rule: str
+    anchor: Literal["due", "completion"]
+
+
+class ReminderOut(BaseModel):
+    offset: str | None = None
+    at: str | None = None
+
+
+class TaskOut(BaseModel):
+    """A task as every endpoint and every event carries it."""
+
+    id: str
+    title: str
+    description: str
+    status: Literal["open", "completed"]
+    priority: PriorityName
+    tags: list[str]
+    due_at: str | None
+    timezone: str
+    recurrence: RecurrenceOut | None
+    reminders: list[ReminderOut]
+    series_id: str | None
+    occurrence: int
+    completed_at: str | None
+    created_at: str
+    updated_at: str
+    version: int
+
+
+class TaskList(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class TagCount(BaseModel):
+    name: str
+    count: int
+
+
+class TagList(BaseModel):
+    items: list[TagCount]
+
+
+class HistoryEntry(BaseModel):
+    event_id: str
+    type: str
+    time: str
+    actor: str
+    changes: dict[str, list[Any]]
+
+
+class History(BaseModel):
+    items: list[HistoryEntry]
+
+
+class Notification(BaseModel):
+    id: str
+    task_id: str
+    title: str
+    fire_at: str
+    created_at: str
+    late: bool
+
+
+class NotificationList(BaseModel):
+    items: list[Notification]
+
+
+class UserSettings(Strict):
+    webhook_url: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+SORT_KEYS = ("due_at", "priority", "created_at", "updated_at", "title", "relevance")
+
+
+class ListQuery(Strict):
+    """Query parameters of ``GET /v1/tasks``."""
+
+    q: Annotated[str, Field(max_length=500)] | None = None
+    status: Literal["open", "completed", "all"] = "open"
+    priority: list[PriorityName] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    tag_mode: Literal["all", "any"] = "all"
+    due_before: AwareDateTime | None = None
+    due_after: AwareDateTime | None = None
+    overdue: bool | None = None
+    has_due: bool | None = None
+    recurring: bool | None = None
+    sort: list[str] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, Field(max_length=2000)] | None = None
+
+    @field_validator("sort")
+    @classmethod
+    def _sort(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        seen: set[str] = set()
+        for item in value:
+            key = item[1:] if item.startswith("-") else item
+            if key not in SORT_KEYS:
+                raise ValueError(f"unknown sort key {key!r}; use {', '.join(SORT_KEYS)}")
+            if key in seen:
+                raise ValueError(f"sort key {key!r} given twice")
+            seen.add(key)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [t.strip().lower() for t in value]
+
+    @model_validator(mode="after")
+    def _relevance_needs_q(self) -> ListQuery:
+        if self.sort and any(s.lstrip("-") == "relevance" for s in self.sort) and not self.search_words:
+            raise ValueError("sort=relevance needs a search query q")
+        return self
+
+    @property
+    def search_words(self) -> list[str]:
+        from taskflow.adapters.search import query_words
+
+        return query_words(self.q or "")
+
+    @property
+    def effective_sort(self) -> list[str]:
+        if self.sort:
+            return self.sort
+        if self.search_words:
+            return ["relevance"]
+        return ["due_at", "-priority", "created_at"]
