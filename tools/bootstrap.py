@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Fetch and build the real parts of the local stack (stdlib only, idempotent).
+
+    python tools/bootstrap.py            # everything
+    python tools/bootstrap.py daprd helm # only some steps
+    python tools/bootstrap.py --force kafka
+
+Outputs (git-ignored, under the repository's ``.cache/``):
+
+    .cache/bin/daprd          Dapr sidecar v1.18.2, built from tools/daprd (Go module with the
+                              replace directives of dapr/dapr), -tags stablecomponents
+    .cache/bin/helm           helm v3.22.0, built from tools/helm
+    .cache/kafka/libs/        Apache Kafka 4.x broker + tools + Log4j2 binding (tools/kafka/pom.xml)
+    .cache/kafka/classes/     tools/kafka/TaskflowKafkaTool.java, compiled
+    .cache/stamps/<step>.json what was built from which inputs; a step is skipped when its output
+                              exists and the stamp matches the pinned version and inputs
+
+Needs: go (>= the go directive of the tool modules), java 17+, javac, mvn, and network access to the
+Go module proxy and Maven Central (or warm caches). Exits non-zero naming what could not be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+CACHE = REPO / ".cache"
+BIN = CACHE / "bin"
+STAMPS = CACHE / "stamps"
+KAFKA_LIBS = CACHE / "kafka" / "libs"
+KAFKA_CLASSES = CACHE / "kafka" / "classes"
+
+DAPR_VERSION = "1.18.2"
+HELM_VERSION = "v3.22.0"
+DAPRD = BIN / "daprd"
+HELM = BIN / "helm"
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[bootstrap] {msg}", flush=True)
+
+
+def _sha(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stamp_ok(name: str, want: dict) -> bool:
+    f = STAMPS / f"{name}.json"
+    try:
+        have = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(have.get(k) == v for k, v in want.items())
+
+
+def _write_stamp(name: str, data: dict) -> None:
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    (STAMPS / f"{name}.json").write_text(json.dumps({**data, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
+
+
+def _need(tool: str, why: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise BootstrapError(f"'{tool}' is not on PATH (needed to {why})")
+    return path
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 3600) -> str:
+    log(f"  $ {' '.join(cmd)}")
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run(
+            cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise BootstrapError(f"{what}: timed out after {timeout}s") from e
+    if res.returncode != 0:
+        out = (res.stdout + res.stderr).strip()
+        raise BootstrapError(f"{what} failed (exit {res.returncode}):\n{out[-4000:]}")
+    log(f"  done in {time.monotonic() - t0:.0f}s")
+    return res.stdout
+
+
+def _version_of(binary: Path, args: list[str]) -> str:
+    try:
+        return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+# --------------------------------------------------------------------------------------- steps
+
+
+def step_daprd(force: bool = False) -> None:
+    mod = TOOLS / "daprd"
+    want = {"version": DAPR_VERSION, "inputs": _sha(mod / "go.mod", mod / "go.sum"), "tags": "stablecomponents"}
+    if not force and DAPRD.exists() and _version_of(DAPRD, ["--version"]) == DAPR_VERSION:
+        if not _stamp_ok("daprd", want):
+            _write_stamp("daprd", want)  # binary is right (e.g. built by hand with the same command)
+        log(f"daprd {DAPR_VERSION}: up to date ({DAPRD})")
+        return
+    _need("go", "build daprd")
+    log(f"daprd {DAPR_VERSION}: building from tools/daprd (a few minutes on 2 cores; Go caches make rebuilds fast)")
+    BIN.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "go", "build", "-tags", "stablecomponents", "-trimpath",
+            "-ldflags", f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
+            "-o", str(DAPRD), "github.com/dapr/dapr/cmd/daprd",
+        ],
+        f"building daprd {DAPR_VERSION} (github.com/dapr/dapr/cmd/daprd in tools/daprd)",
+        cwd=mod, env={"CGO_ENABLED": "0"},
+    )
+    got = _version_of(DAPRD, ["--version"])
+    if got != DAPR_VERSION:
+        raise BootstrapError(f"built daprd reports version {got!r}, expected {DAPR_VERSION}")
+    _write_stamp("daprd", want)
+    log(f"daprd {got}: built")
+
+
+def step_helm(force: bool = False) -> None:
+    mod = TOOLS / "helm"
+    want = {"version": HELM_VERSION, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
+    if not force and HELM.exists() and _version_of(HELM, ["version", "--template", "{{.Version}}"]) == HELM_VERSION:
+        if not _stamp_ok("helm", want):
+            _write_stamp("helm", want)
+        log(f"helm {HELM_VERSION}: up to date ({HELM})")
+        return
+    _need("go", "build helm")
+    log(f"helm {HELM_VERSION}: building from tools/helm")
+    BIN.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "go", "build", "-trimpath",
+            "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
+            "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+            "-o", str(HELM), "helm.sh/helm/v3/cmd/helm",
+        ],
+        f"building helm {HELM_VERSION} (helm.sh/helm/v3/cmd/helm in tools/helm)",
+        cwd=mod, env={"CGO_ENABLED": "0"},
+    )
+    got = _version_of(HELM, ["version", "--template", "{{.Version}}"])
+    if got != HELM_VERSION:
+        raise BootstrapError(f"built helm reports version {got!r}, expected {HELM_VERSION}")
+    _write_stamp("helm", want)
+    log(f"helm {got}: built")
+
+
+def kafka_version() -> str:
+    pom = (TOOLS / "kafka" / "pom.xml").read_text()
+    m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    if not m:
+        raise BootstrapError("tools/kafka/pom.xml has no <kafka.version> property")
+    return m.group(1).strip()
+
+
+def step_kafka(force: bool = False) -> None:
+    pom = TOOLS / "kafka" / "pom.xml"
+    version = kafka_version()
+    want = {"version": version, "inputs": _sha(pom)}
+    jar = KAFKA_LIBS / f"kafka_2.13-{version}.jar"
+    if not force and jar.exists() and _stamp_ok("kafka", want):
+        log(f"kafka {version}: up to date ({KAFKA_LIBS})")
+    else:
+        _need("mvn", "fetch Kafka from Maven Central")
+        _need("java", "run Kafka")
+        log(f"kafka {version}: copying org.apache.kafka:kafka_2.13, kafka-tools and a Log4j2 binding into {KAFKA_LIBS}")
+        if KAFKA_LIBS.exists():
+            shutil.rmtree(KAFKA_LIBS)  # no stale jars of another version on the classpath
+        KAFKA_LIBS.mkdir(parents=True)
+        _run(
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-Dkafka.libs={KAFKA_LIBS}"],
+            f"fetching Kafka {version} jars with Maven (tools/kafka/pom.xml)",
+        )
+        if not jar.exists():
+            raise BootstrapError(f"Maven finished but {jar.name} is not in {KAFKA_LIBS}")
+        _write_stamp("kafka", {**want, "jars": len(list(KAFKA_LIBS.glob("*.jar")))})
+        log(f"kafka {version}: {len(list(KAFKA_LIBS.glob('*.jar')))} jars")
+    # the admin/consumer helper used by tools/kafka_node.py
+    src = TOOLS / "kafka" / "TaskflowKafkaTool.java"
+    want_tool = {"inputs": _sha(src), "kafka": version}
+    if not force and (KAFKA_CLASSES / "TaskflowKafkaTool.class").exists() and _stamp_ok("kafka-tool", want_tool):
+        log("kafka helper: up to date")
+        return
+    _need("javac", "compile tools/kafka/TaskflowKafkaTool.java")
+    if KAFKA_CLASSES.exists():
+        shutil.rmtree(KAFKA_CLASSES)
+    KAFKA_CLASSES.mkdir(parents=True)
+    _run(
+        ["javac", "-nowarn", "-cp", str(KAFKA_LIBS / "*"), "-d", str(KAFKA_CLASSES), str(src)],
+        "compiling tools/kafka/TaskflowKafkaTool.java",
+    )
+    _write_stamp("kafka-tool", want_tool)
+    log("kafka helper: compiled")
+
+
+# order matters: helm right after daprd (other work waits for .cache/bin/helm); Kafka is quick
+STEPS = {"daprd": step_daprd, "helm": step_helm, "kafka": step_kafka}
+
+
+def bootstrap(steps: list[str] | None = None, force: bool = False) -> None:
+    """Run the given steps (all by default). Raises BootstrapError naming what failed."""
+    for name in steps or list(STEPS):
+        try:
+            STEPS[name](force=force)
+        except BootstrapError as e:
+            raise BootstrapError(f"step '{name}': {e}") from e
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("steps", nargs="*", choices=[*STEPS, []], help="steps to run (default: all)")
+    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        bootstrap(args.steps or None, force=args.force)
+    except BootstrapError as e:
+        print(f"[bootstrap] ERROR: {e}", file=sys.stderr, flush=True)
+        return 1
+    log(f"all done in {time.monotonic() - t0:.0f}s; binaries in {BIN}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
