@@ -1,0 +1,11 @@
+"""tasks-api: the REST API (DESIGN §4). Thin edge: all logic lives in the taskflow library."""
+
+import functions_framework
+from flask import Request, Response
+
+from taskflow.api.app import handle
+
+
+@functions_framework.http
+def tasks_api(request: Request) -> Response:
+    return handle(request)

@@ -1,0 +1,140 @@
+"""Adapters that talk to the Dapr sidecar over its HTTP API (exercised for real by tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import httpx
+
+from taskflow.adapters.ports import PublishError, StateConflict
+from taskflow.config import settings
+
+_client: httpx.Client | None = None
+
+
+def client() -> httpx.Client:
+    """One pooled client per process, built on first use (not at import: cold start)."""
+    global _client
+    if _client is None:
+        headers = {}
+        token = settings().dapr_api_token
+        if token:
+            headers["dapr-api-token"] = token
+        _client = httpx.Client(base_url=settings().dapr_url, headers=headers, timeout=10.0)
+    return _client
+
+
+def reset_client() -> None:
+    global _client
+    if _client is not None:
+        _client.close()
+    _client = None
+
+
+class DaprPublisher:
+    def __init__(self, pubsub: str | None = None) -> None:
+        self.pubsub = pubsub or settings().pubsub
+
+    def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+        # Our own structured CloudEvent: Dapr keeps its id (no second envelope, no new id).
+        try:
+            resp = client().post(
+                f"/v1.0/publish/{self.pubsub}/{topic}",
+                params={"metadata.partitionKey": partition_key},
+                content=event_json.encode(),
+                headers={"content-type": "application/cloudevents+json"},
+            )
+        except httpx.HTTPError as exc:
+            raise PublishError(f"sidecar unreachable: {exc}") from exc
+        if resp.status_code != 204:
+            raise PublishError(f"publish to {topic} answered {resp.status_code}: {resp.text[:300]}")
+
+
+class DaprInvoker:
+    def invoke(self, app_id: str, method: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
+        resp = client().get(f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}", params=query or {})
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return resp.status_code, body
+
+
+class DaprBinding:
+    """bindings.http output: the component's base URL plus the request's ``path``."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or settings().webhook_binding
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        base = (settings().webhook_base_url or "").rstrip("/")
+        if not base or not url.startswith(base):
+            raise ValueError("webhook URL is outside the binding's base URL (TASKFLOW_WEBHOOK_BASE_URL)")
+        path = url[len(base):] or "/"
+        metadata = {"path": path, "errorIfNot2XX": "false", **headers}
+        resp = client().post(
+            f"/v1.0/bindings/{self.name}",
+            json={"operation": "post", "data": json.loads(body), "metadata": metadata},
+        )
+        if resp.status_code >= 300:
+            return 502
+        code = resp.headers.get("metadata.statuscode") or resp.headers.get("Metadata.statuscode")
+        return int(code) if code else 200
+
+
+class DaprState:
+    def __init__(self, store: str | None = None) -> None:
+        self.store = store or settings().state_store
+
+    def get(self, key: str) -> tuple[str | None, str | None]:
+        resp = client().get(f"/v1.0/state/{self.store}/{urllib.parse.quote(key, safe='')}")
+        if resp.status_code == 204 or not resp.content:
+            return None, None
+        resp.raise_for_status()
+        value = resp.json()
+        return (value if isinstance(value, str) else json.dumps(value)), resp.headers.get("etag")
+
+    def save(
+        self, key: str, value: str, *, etag: str | None = None, ttl_seconds: int | None = None,
+        first_write: bool = False,
+    ) -> None:
+        item: dict[str, Any] = {"key": key, "value": value}
+        if etag:
+            item["etag"] = etag
+        if first_write:
+            item["options"] = {"concurrency": "first-write"}
+        if ttl_seconds:
+            item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
+        resp = client().post(f"/v1.0/state/{self.store}", json=[item])
+        if resp.status_code == 409 or (resp.status_code >= 400 and "etag" in resp.text.lower()):
+            raise StateConflict(resp.text[:300])
+        resp.raise_for_status()
+
+    def delete(self, key: str) -> None:
+        client().delete(f"/v1.0/state/{self.store}/{urllib.parse.quote(key, safe='')}").raise_for_status()
+
+
+class DaprConfig:
+    def __init__(self, store: str | None = None) -> None:
+        self.store = store or settings().config_store
+
+    def get(self, keys: list[str]) -> dict[str, str]:
+        resp = client().get(f"/v1.0/configuration/{self.store}", params=[("key", k) for k in keys])
+        resp.raise_for_status()
+        items = resp.json() or {}
+        return {k: str(v.get("value")) for k, v in items.items() if isinstance(v, dict)}
+
+
+class DaprSecrets:
+    def __init__(self, store: str | None = None) -> None:
+        self.store = store or settings().secret_store
+
+    def get(self, key: str) -> str | None:
+        resp = client().get(f"/v1.0/secrets/{self.store}/{key}")
+        if resp.status_code == 204:
+            return None
+        resp.raise_for_status()
+        value = resp.json().get(key)
+        return str(value) if value is not None else None

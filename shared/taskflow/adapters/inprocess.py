@@ -1,0 +1,288 @@
+"""In-process implementations of the ports, for embedded mode.
+
+The bus reads the same declarative Subscriptions as daprd (``dapr/subscriptions.yaml``),
+evaluates their routing rules, and POSTs the same structured CloudEvents to the same routes
+of the same function apps, after commit, with retries and a dead-letter list, as Dapr does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from sqlalchemy import Engine, delete, insert, select, update
+
+from taskflow.adapters.ports import PublishError, StateConflict
+from taskflow.adapters.tables import kv_state, taskflow_config
+
+log = logging.getLogger("taskflow.bus")
+
+
+# --- routing rules -------------------------------------------------------------------------
+
+_TERM = re.compile(r'^\s*event\.(\w+)\s*(==|!=)\s*"([^"]*)"\s*$')
+
+
+def _compile_rule(expr: str) -> list[list[tuple[str, str, str]]]:
+    """The CEL subset our Subscriptions use: ``event.<attr> == "..."`` joined by && and ||."""
+    alternatives = []
+    for alt in expr.split("||"):
+        terms = []
+        for term in alt.split("&&"):
+            m = _TERM.match(term.strip().strip("()"))
+            if m is None:
+                raise ValueError(f"unsupported routing rule {expr!r}")
+            terms.append((m.group(1), m.group(2), m.group(3)))
+        alternatives.append(terms)
+    return alternatives
+
+
+def _matches(rule: list[list[tuple[str, str, str]]], event: dict[str, Any]) -> bool:
+    return any(
+        all((str(event.get(attr)) == value) == (op == "==") for attr, op, value in alt) for alt in rule
+    )
+
+
+@dataclass
+class Subscription:
+    name: str
+    app_id: str
+    pubsub: str
+    topic: str
+    rules: list[tuple[list[list[tuple[str, str, str]]], str]]
+    default: str | None
+    dead_letter: str | None
+    queue: queue.Queue[tuple[dict[str, Any], int]] = field(default_factory=queue.Queue)
+
+    def route_for(self, event: dict[str, Any]) -> str | None:
+        for rule, path in self.rules:
+            if _matches(rule, event):
+                return path
+        return self.default
+
+
+def load_subscriptions(path: Path) -> list[Subscription]:
+    subs = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc.get("kind") != "Subscription":
+            continue
+        spec = doc["spec"]
+        routes = spec.get("routes") or {}
+        rules = [(_compile_rule(r["match"]), r["path"]) for r in routes.get("rules", [])]
+        for app_id in doc.get("scopes") or []:
+            subs.append(
+                Subscription(
+                    name=doc["metadata"]["name"],
+                    app_id=app_id,
+                    pubsub=spec["pubsubname"],
+                    topic=spec["topic"],
+                    rules=rules,
+                    default=routes.get("default") or spec.get("route"),
+                    dead_letter=spec.get("deadLetterTopic"),
+                )
+            )
+    return subs
+
+
+class InProcessBus:
+    """Pub/sub in one process: one ordered worker per subscription, Dapr's answer semantics."""
+
+    def __init__(
+        self,
+        subscriptions: list[Subscription],
+        deliver: Any,
+        max_attempts: int = 8,
+        backoff: float = 0.2,
+        app_token: str | None = None,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.deliver = deliver  # (app_id, path, body, headers) -> (status, body bytes)
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.app_token = app_token
+        self.dead_letters: list[tuple[str, dict[str, Any]]] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+        try:
+            event = json.loads(event_json)
+        except ValueError as exc:
+            raise PublishError("not a JSON CloudEvent") from exc
+        for sub in self.subscriptions:
+            if sub.topic == topic:
+                delivered = dict(event, topic=topic, pubsubname=sub.pubsub)
+                sub.queue.put((delivered, 0))
+
+    def start(self) -> None:
+        for sub in self.subscriptions:
+            t = threading.Thread(target=self._run, args=(sub,), name=f"bus-{sub.app_id}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for sub in self.subscriptions:
+            sub.queue.put(({}, -1))
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queue is empty and idle (tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(s.queue.unfinished_tasks == 0 for s in self.subscriptions):
+                return
+            time.sleep(0.02)
+
+    def _run(self, sub: Subscription) -> None:
+        while not self._stop.is_set():
+            event, _ = sub.queue.get()
+            try:
+                if not event:
+                    return
+                self._deliver_with_retries(sub, event)
+            except Exception:
+                log.exception("bus worker for %s failed on an event", sub.app_id)
+            finally:
+                sub.queue.task_done()
+
+    def _deliver_with_retries(self, sub: Subscription, event: dict[str, Any]) -> None:
+        path = sub.route_for(event)
+        if path is None:
+            return  # no rule matched and no default route: Dapr drops it, as do we
+        body = json.dumps(event).encode()
+        headers = {"content-type": "application/cloudevents+json"}
+        if self.app_token:
+            headers["dapr-api-token"] = self.app_token
+        for attempt in range(self.max_attempts):
+            try:
+                status, resp = self.deliver(sub.app_id, path, body, headers)
+            except Exception as exc:
+                log.warning("delivery of %s to %s raised %s", event.get("id"), sub.app_id, exc)
+                status, resp = 500, b""
+            verdict = _verdict(status, resp)
+            if verdict == "SUCCESS":
+                return
+            if verdict == "DROP":
+                break
+            if self._stop.wait(min(self.backoff * 2**attempt, 5.0)):
+                return
+        log.warning("event %s (%s) dead-lettered for %s", event.get("id"), event.get("type"), sub.app_id)
+        self.dead_letters.append((sub.dead_letter or "", event))
+
+
+def _verdict(status: int, body: bytes) -> str:
+    """Dapr's reading of an app's answer to a delivery (postman/http)."""
+    if status == 404:
+        return "DROP"
+    if not 200 <= status < 300:
+        return "RETRY"
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return "SUCCESS"
+    if not isinstance(parsed, dict) or "status" not in parsed:
+        return "SUCCESS"
+    value = str(parsed.get("status", "")).upper()
+    if value in ("SUCCESS", ""):
+        return "SUCCESS"
+    if value == "DROP":
+        return "DROP"
+    return "RETRY"
+
+
+# --- other ports ---------------------------------------------------------------------------
+
+
+class DirectInvoker:
+    """Service invocation without a sidecar: call the target function's app directly."""
+
+    def __init__(self, deliver: Any) -> None:
+        self.deliver = deliver  # (app_id, method, query) -> (status, body bytes)
+
+    def invoke(self, app_id: str, method: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
+        status, body = self.deliver(app_id, method, query or {})
+        try:
+            return status, json.loads(body) if body else None
+        except ValueError:
+            return status, None
+
+
+class DirectHttpBinding:
+    """The webhook output binding without a sidecar: a plain HTTP POST."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        resp = httpx.post(url, content=body, headers=headers, timeout=self.timeout, follow_redirects=False)
+        return resp.status_code
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SqlState:
+    """State store on the application database, with ETags and TTL (like state.postgresql v2)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, key: str) -> tuple[str | None, str | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(kv_state.c.value, kv_state.c.etag, kv_state.c.expires_at).where(kv_state.c.key == key)
+            ).first()
+        if row is None or (row[2] is not None and row[2] <= _utcnow()):
+            return None, None
+        return row[0], row[1]
+
+    def save(
+        self, key: str, value: str, *, etag: str | None = None, ttl_seconds: int | None = None,
+        first_write: bool = False,
+    ) -> None:
+        now = _utcnow()
+        expires = now + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+        new_etag = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            row = conn.execute(select(kv_state.c.etag, kv_state.c.expires_at).where(kv_state.c.key == key)).first()
+            live = row is not None and (row[1] is None or row[1] > now)
+            if (first_write and live) or (etag is not None and (not live or row is None or row[0] != etag)):
+                raise StateConflict(f"etag mismatch for {key}")
+            if row is None:
+                conn.execute(insert(kv_state).values(key=key, value=value, etag=new_etag, expires_at=expires))
+            else:
+                conn.execute(
+                    update(kv_state).where(kv_state.c.key == key).values(value=value, etag=new_etag, expires_at=expires)
+                )
+
+    def delete(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(kv_state).where(kv_state.c.key == key))
+
+
+class SqlConfig:
+    """Configuration items from the ``taskflow_config`` table (the one configuration.postgresql reads)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, keys: list[str]) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(taskflow_config.c.key, taskflow_config.c.value).where(taskflow_config.c.key.in_(keys))
+            )
+            return {r[0]: r[1] for r in rows}

@@ -1,0 +1,581 @@
+"""Repositories: every SQL statement TaskFlow runs lives here (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from taskflow.adapters import search
+from taskflow.adapters.tables import (
+    audit_log,
+    notifications,
+    outbox,
+    reminders,
+    task_tags,
+    tasks,
+    user_settings,
+)
+from taskflow.domain import model
+from taskflow.events import Envelope
+from taskflow.schemas import ListQuery
+
+
+class BadCursor(ValueError):
+    """The cursor is malformed or belongs to another query."""
+
+
+def _dialect(conn: Connection) -> str:
+    return conn.dialect.name
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+def _row_to_task(row: Any) -> model.Task:
+    m = row._mapping
+    return model.Task(
+        id=m["id"],
+        owner_id=m["owner_id"],
+        title=m["title"],
+        description=m["description"],
+        status=model.Status(m["status"]),
+        priority=model.Priority.from_rank(m["priority"]),
+        tags=list(m["tags"] or []),
+        due_at=m["due_at"],
+        timezone=m["timezone"],
+        recurrence=model.Recurrence.from_json(m["recurrence"]),
+        reminders=[model.Reminder.from_json(r) for r in (m["reminders"] or [])],
+        series_id=m["series_id"],
+        occurrence=m["occurrence"],
+        completed_at=m["completed_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        version=m["version"],
+        series_start=m["series_start"],
+    )
+
+
+def _task_values(task: model.Task) -> dict[str, Any]:
+    return {
+        "owner_id": task.owner_id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status.value,
+        "priority": task.priority.rank,
+        "tags": list(task.tags),
+        "due_at": task.due_at,
+        "timezone": task.timezone,
+        "recurrence": task.recurrence.to_json() if task.recurrence else None,
+        "reminders": [r.to_json() for r in task.reminders],
+        "series_id": task.series_id,
+        "series_start": task.series_start or (task.due_at if task.series_id else None),
+        "occurrence": task.occurrence,
+        "completed_at": task.completed_at,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "version": task.version,
+    }
+
+
+_TASK_COLUMNS = [c for c in tasks.c if c.name != "search_vector"]
+
+
+class TaskRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, task: model.Task) -> bool:
+        """Insert; returns False when the series already has this occurrence (exactly-once key)."""
+        values = _task_values(task)
+        if task.series_id and task.series_start is None:
+            task.series_start = values["series_start"]
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(tasks).values(id=task.id, **values))
+        except IntegrityError:
+            if task.series_id is not None and self.series_has(task.series_id, task.occurrence):
+                return False
+            raise
+        self._write_tags(task)
+        return True
+
+    def series_has(self, series_id: str, occurrence: int) -> bool:
+        stmt = select(tasks.c.id).where(tasks.c.series_id == series_id, tasks.c.occurrence == occurrence)
+        return self.conn.execute(stmt).first() is not None
+
+    def get(self, owner_id: str, task_id: str, *, for_update: bool = False) -> model.Task:
+        try:
+            uuid.UUID(task_id)
+        except ValueError as exc:
+            raise model.NotFound(task_id) from exc
+        stmt = select(*_TASK_COLUMNS).where(
+            tasks.c.id == task_id, tasks.c.owner_id == owner_id, tasks.c.deleted_at.is_(None)
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        if row is None:
+            raise model.NotFound(task_id)
+        return _row_to_task(row)
+
+    def get_any(self, task_id: str) -> model.Task | None:
+        """Load by id regardless of owner, including deleted ones (consumers)."""
+        row = self.conn.execute(select(*_TASK_COLUMNS, tasks.c.deleted_at).where(tasks.c.id == task_id)).first()
+        return None if row is None else _row_to_task(row)
+
+    def is_deleted(self, task_id: str) -> bool:
+        row = self.conn.execute(select(tasks.c.deleted_at).where(tasks.c.id == task_id)).first()
+        return row is None or row[0] is not None
+
+    def save(self, task: model.Task) -> None:
+        values = _task_values(task)
+        values.pop("created_at")
+        values.pop("owner_id")
+        self.conn.execute(update(tasks).where(tasks.c.id == task.id).values(**values))
+        self._write_tags(task)
+
+    def mark_deleted(self, task: model.Task, now: datetime) -> None:
+        self.conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task.id)
+            .values(deleted_at=now, version=task.version, updated_at=task.updated_at)
+        )
+        self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
+
+    def _write_tags(self, task: model.Task) -> None:
+        self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
+        if task.tags:
+            self.conn.execute(
+                insert(task_tags),
+                [{"task_id": task.id, "tag": t, "owner_id": task.owner_id} for t in task.tags],
+            )
+
+    def tag_counts(self, owner_id: str) -> list[tuple[str, int]]:
+        n = func.count().label("n")
+        stmt = (
+            select(task_tags.c.tag, n)
+            .where(task_tags.c.owner_id == owner_id)
+            .group_by(task_tags.c.tag)
+            .order_by(n.desc(), task_tags.c.tag)
+        )
+        return [(r[0], int(r[1])) for r in self.conn.execute(stmt)]
+
+    # --- listing with filters, search, sort and keyset pagination --------------------------
+
+    def list(self, owner_id: str, query: ListQuery, now: datetime) -> tuple[list[model.Task], str | None]:
+        dialect = _dialect(self.conn)
+        where: list[ColumnElement[bool]] = [tasks.c.owner_id == owner_id, tasks.c.deleted_at.is_(None)]
+        if query.status != "all":
+            where.append(tasks.c.status == query.status)
+        if query.priority:
+            where.append(tasks.c.priority.in_([model.Priority(p).rank for p in query.priority]))
+        if query.tags:
+            if query.tag_mode == "any":
+                where.append(
+                    exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag.in_(query.tags))
+                )
+            else:
+                for tag in dict.fromkeys(query.tags):
+                    where.append(exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag == tag))
+        if query.due_before is not None:
+            where.append(tasks.c.due_at < query.due_before)
+        if query.due_after is not None:
+            where.append(tasks.c.due_at > query.due_after)
+        if query.overdue is True:
+            where.extend([tasks.c.due_at < now, tasks.c.status == "open"])
+        elif query.overdue is False:
+            where.append(or_(tasks.c.due_at.is_(None), tasks.c.due_at >= now, tasks.c.status != "open"))
+        if query.has_due is not None:
+            where.append(tasks.c.due_at.is_not(None) if query.has_due else tasks.c.due_at.is_(None))
+        if query.recurring is not None:
+            where.append(tasks.c.recurrence.is_not(None) if query.recurring else tasks.c.recurrence.is_(None))
+
+        rank: ColumnElement[Any] | None = None
+        words = query.search_words
+        if words:
+            match, rank = search.match_and_rank(dialect, words)
+            where.append(match)
+
+        keys = _sort_keys(query.effective_sort, rank)
+        signature = _signature(owner_id, query)
+        if query.cursor:
+            values, last_id = _decode_cursor(query.cursor, signature, keys)
+            where.append(_after(keys, values, last_id))
+
+        order = [k.order() for k in keys] + [tasks.c.id.asc()]
+        extra = [k.expr.label(f"k{i}") for i, k in enumerate(keys) if k.computed]
+        stmt = select(*_TASK_COLUMNS, *extra).where(and_(*where)).order_by(*order).limit(query.limit + 1)
+        rows = self.conn.execute(stmt).all()
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        items = [_row_to_task(r) for r in rows]
+        cursor = None
+        if more and rows:
+            last = rows[-1]._mapping
+            vals = [last[f"k{i}"] if k.computed else last[k.name] for i, k in enumerate(keys)]
+            cursor = _encode_cursor(signature, vals, last["id"])
+        return items, cursor
+
+
+@dataclass
+class _Key:
+    name: str
+    expr: ColumnElement[Any]
+    descending: bool
+    nullable: bool = False
+    computed: bool = False
+    kind: str = "plain"  # plain | time | float
+
+    def order(self) -> Any:
+        o = self.expr.desc() if self.descending else self.expr.asc()
+        return o.nulls_last() if self.nullable else o
+
+
+def _sort_keys(sort: Sequence[str], rank: ColumnElement[Any] | None) -> list[_Key]:
+    """The ORDER BY keys; creation time (then id) breaks ties so that pages are stable."""
+    keys: list[_Key] = []
+    if not any(s.lstrip("-") == "created_at" for s in sort):
+        sort = [*sort, "created_at"]
+    for item in sort:
+        desc = item.startswith("-")
+        name = item.lstrip("-")
+        if name == "due_at":
+            keys.append(_Key("due_at", tasks.c.due_at, desc, nullable=True, kind="time"))
+        elif name == "priority":
+            keys.append(_Key("priority", tasks.c.priority, desc))
+        elif name in ("created_at", "updated_at"):
+            keys.append(_Key(name, tasks.c[name], desc, kind="time"))
+        elif name == "title":
+            keys.append(_Key("title", func.lower(tasks.c.title), desc, computed=True))
+        elif name == "relevance" and rank is not None:
+            # 'relevance' = most relevant first; '-relevance' reverses it.
+            keys.append(_Key("relevance", rank, not desc, computed=True, kind="float"))
+    return keys
+
+
+def _after(keys: list[_Key], values: list[Any], last_id: str) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in (keys..., id) order, with NULL due dates last."""
+    clauses: list[ColumnElement[bool]] = []
+    for i in range(len(keys) + 1):
+        parts: list[ColumnElement[bool]] = [_eq(keys[j], values[j]) for j in range(i)]
+        if i < len(keys):
+            parts.append(_gt(keys[i], values[i]))
+        else:
+            parts.append(tasks.c.id > last_id)
+        clauses.append(and_(*parts))
+    return or_(*clauses)
+
+
+def _eq(key: _Key, value: Any) -> ColumnElement[bool]:
+    if value is None:
+        return key.expr.is_(None)
+    return key.expr == value
+
+
+def _gt(key: _Key, value: Any) -> ColumnElement[bool]:
+    if value is None:  # NULLs sort last: nothing is after a NULL on this key
+        return false()
+    cmp = key.expr < value if key.descending else key.expr > value
+    if key.nullable:
+        return or_(cmp, key.expr.is_(None))
+    return cmp
+
+
+def _signature(owner_id: str, query: ListQuery) -> str:
+    fields = query.model_dump(mode="json", exclude={"cursor", "limit"})
+    raw = json.dumps([owner_id, fields], sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _encode_cursor(signature: str, values: list[Any], last_id: str) -> str:
+    enc = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    raw = json.dumps({"s": signature, "v": enc, "id": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[Any], str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        values = list(data["v"])
+        last_id = str(data["id"])
+        if data["s"] != signature:
+            raise BadCursor("the cursor belongs to a different query; repeat the query without it")
+        if len(values) != len(keys):
+            raise BadCursor("malformed cursor")
+        out: list[Any] = []
+        for key, v in zip(keys, values, strict=True):
+            if v is None:
+                out.append(None)
+            elif key.kind == "time":
+                out.append(datetime.fromisoformat(v).astimezone(timezone.utc))
+            else:
+                out.append(v)
+        return out, last_id
+    except BadCursor:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadCursor("malformed cursor") from exc
+
+
+# --- outbox --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    seq: int
+    event_id: str
+    topic: str
+    partition_key: str
+    event: str
+
+
+class OutboxRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, envelope: Envelope, now: datetime) -> None:
+        self.conn.execute(
+            insert(outbox).values(
+                event_id=envelope.id,
+                topic=envelope.topic,
+                partition_key=envelope.partition_key,
+                event=envelope.to_json(),
+                created_at=now,
+                attempts=0,
+            )
+        )
+
+    def claim_pending(self, limit: int, older_than: datetime | None = None) -> list[PendingEvent]:
+        """Oldest pending rows, locked so that concurrent relays never take the same row (SKIP LOCKED)."""
+        stmt = select(outbox.c.seq, outbox.c.event_id, outbox.c.topic, outbox.c.partition_key, outbox.c.event)
+        stmt = stmt.where(outbox.c.sent_at.is_(None))
+        if older_than is not None:
+            stmt = stmt.where(outbox.c.created_at <= older_than)
+        stmt = stmt.order_by(outbox.c.seq).limit(limit)
+        if _dialect(self.conn) == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [PendingEvent(*r) for r in self.conn.execute(stmt)]
+
+    def mark_sent(self, event_ids: Iterable[str], now: datetime) -> None:
+        ids = list(event_ids)
+        if ids:
+            self.conn.execute(
+                update(outbox).where(outbox.c.event_id.in_(ids), outbox.c.sent_at.is_(None)).values(sent_at=now)
+            )
+
+    def mark_failed(self, event_id: str, error: str) -> None:
+        self.conn.execute(
+            update(outbox)
+            .where(outbox.c.event_id == event_id)
+            .values(attempts=outbox.c.attempts + 1, last_error=error[:2000])
+        )
+
+    def pending_count(self) -> int:
+        return int(self.conn.execute(select(func.count()).where(outbox.c.sent_at.is_(None))).scalar_one())
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    id: str
+    task_id: str
+    owner_id: str
+    fire_at: datetime
+    title: str
+
+
+class ReminderRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def sync(self, task: model.Task, now: datetime, deleted: bool = False) -> None:
+        """Re-arm the task's reminders after any change: pending rows are replaced, fired ones kept.
+
+        A reminder whose time is already past when set does not fire; completed and deleted
+        tasks have no pending reminders.
+        """
+        self.conn.execute(
+            delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending")
+        )
+        if deleted or task.status is not model.Status.OPEN:
+            return
+        fired = {
+            (r[0], r[1])
+            for r in self.conn.execute(
+                select(reminders.c.slot, reminders.c.fire_at).where(reminders.c.task_id == task.id)
+            )
+        }
+        rows = []
+        for slot, reminder in enumerate(task.reminders):
+            fire_at = reminder.fire_at(task.due_at)
+            if fire_at is None or fire_at <= now or (slot, fire_at) in fired:
+                continue
+            rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "task_id": task.id,
+                    "owner_id": task.owner_id,
+                    "slot": slot,
+                    "fire_at": fire_at,
+                    "status": "pending",
+                    "late": False,
+                    "created_at": now,
+                }
+            )
+        if rows:
+            self.conn.execute(insert(reminders), rows)
+
+    def claim_due(self, now: datetime, limit: int) -> list[DueReminder]:
+        """Due reminders of live open tasks, locked with SKIP LOCKED so dispatchers never collide."""
+        stmt = (
+            select(reminders.c.id, reminders.c.task_id, reminders.c.owner_id, reminders.c.fire_at, tasks.c.title)
+            .join(tasks, tasks.c.id == reminders.c.task_id)
+            .where(reminders.c.status == "pending", reminders.c.fire_at <= now)
+            .order_by(reminders.c.fire_at)
+            .limit(limit)
+        )
+        if _dialect(self.conn) == "postgresql":
+            stmt = stmt.with_for_update(of=reminders, skip_locked=True)
+        return [DueReminder(*r) for r in self.conn.execute(stmt)]
+
+    def mark(self, ids: Sequence[str], status: str, now: datetime, late: bool = False) -> None:
+        if ids:
+            self.conn.execute(
+                update(reminders)
+                .where(reminders.c.id.in_(list(ids)), reminders.c.status == "pending")
+                .values(status=status, fired_at=now, late=late)
+            )
+
+    def for_task(self, task_id: str) -> list[dict[str, Any]]:
+        stmt = select(reminders).where(reminders.c.task_id == task_id).order_by(reminders.c.slot)
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+
+# --- audit, notifications, settings --------------------------------------------------------
+
+
+class AuditRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def append(self, row: dict[str, Any]) -> bool:
+        """Insert once per event id; returns False for a duplicate delivery."""
+        if self.conn.execute(select(audit_log.c.event_id).where(audit_log.c.event_id == row["event_id"])).first():
+            return False
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(audit_log).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]:
+        stmt = (
+            select(audit_log)
+            .where(audit_log.c.task_id == task_id, audit_log.c.owner_id == owner_id)
+            .order_by(audit_log.c.time, audit_log.c.recorded_at)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+
+class NotificationRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, row: dict[str, Any]) -> bool:
+        if self.get_by_event(row["event_id"]) is not None:
+            return False
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(notifications).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def get_by_event(self, event_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(notifications).where(notifications.c.event_id == event_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def mark_webhook(self, notification_id: str, status: str, now: datetime) -> None:
+        self.conn.execute(
+            update(notifications)
+            .where(notifications.c.id == notification_id)
+            .values(
+                webhook_status=status,
+                webhook_attempts=notifications.c.webhook_attempts + 1,
+                delivered_at=now if status == "delivered" else None,
+            )
+        )
+
+    def list(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        stmt = (
+            select(notifications)
+            .where(notifications.c.owner_id == owner_id)
+            .order_by(notifications.c.created_at.desc(), notifications.c.fire_at.desc())
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+
+class SettingsRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, owner_id: str) -> str | None:
+        row = self.conn.execute(
+            select(user_settings.c.webhook_url).where(user_settings.c.owner_id == owner_id)
+        ).first()
+        return None if row is None else row[0]
+
+    def put(self, owner_id: str, webhook_url: str | None, now: datetime) -> None:
+        updated = self.conn.execute(
+            update(user_settings)
+            .where(user_settings.c.owner_id == owner_id)
+            .values(webhook_url=webhook_url, updated_at=now)
+        )
+        if updated.rowcount == 0:
+            self.conn.execute(insert(user_settings).values(owner_id=owner_id, webhook_url=webhook_url, updated_at=now))
+
+
+def ping(conn: Connection) -> None:
+    conn.execute(select(true()))
+
+
+__all__ = [
+    "AuditRepository",
+    "BadCursor",
+    "DueReminder",
+    "NotificationRepository",
+    "OutboxRepository",
+    "PendingEvent",
+    "ReminderRepository",
+    "SettingsRepository",
+    "TaskRepository",
+    "ping",
+    "timedelta",
+]

@@ -1,0 +1,404 @@
+"""The REST API of ``tasks-api`` (DESIGN §4), as one callable taking a Flask request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Request, Response
+from pydantic import ValidationError
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from taskflow import config, runtime
+from taskflow.adapters import repository as repo
+from taskflow.adapters.ports import StateConflict
+from taskflow.api import auth
+from taskflow.api.http import (
+    HttpError,
+    json_response,
+    problem,
+    read_json_object,
+    unprocessable,
+)
+from taskflow.api.webhooks import validate_webhook_url
+from taskflow.domain import model
+from taskflow.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
+from taskflow.service_layer import handlers
+from taskflow.service_layer.unit_of_work import UnitOfWork
+
+log = logging.getLogger("taskflow.api")
+
+IDEMPOTENCY_TTL = 24 * 3600
+IDEMPOTENCY_CLAIM_TTL = 60
+
+_routes = Map(
+    [
+        Rule("/healthz", endpoint="healthz", methods=["GET"]),
+        Rule("/readyz", endpoint="readyz", methods=["GET"]),
+        Rule("/v1/openapi.json", endpoint="openapi", methods=["GET"]),
+        Rule("/v1/tasks", endpoint="create", methods=["POST"]),
+        Rule("/v1/tasks", endpoint="list", methods=["GET"]),
+        Rule("/v1/tasks/<task_id>", endpoint="get", methods=["GET"]),
+        Rule("/v1/tasks/<task_id>", endpoint="patch", methods=["PATCH"]),
+        Rule("/v1/tasks/<task_id>", endpoint="delete", methods=["DELETE"]),
+        Rule("/v1/tasks/<task_id>/complete", endpoint="complete", methods=["POST"]),
+        Rule("/v1/tasks/<task_id>/reopen", endpoint="reopen", methods=["POST"]),
+        Rule("/v1/tasks/<task_id>/history", endpoint="history", methods=["GET"]),
+        Rule("/v1/tags", endpoint="tags", methods=["GET"]),
+        Rule("/v1/notifications", endpoint="notifications", methods=["GET"]),
+        Rule("/v1/settings", endpoint="settings_get", methods=["GET"]),
+        Rule("/v1/settings", endpoint="settings_put", methods=["PUT"]),
+    ],
+    strict_slashes=False,
+)
+
+PUBLIC = {"healthz", "readyz", "openapi"}
+
+
+def handle(request: Request) -> Response:
+    adapter = _routes.bind("localhost", path_info=request.path)
+    try:
+        try:
+            endpoint, args = adapter.match(request.path, method=request.method)
+        except NotFound as exc:
+            raise HttpError(404, "Not found", f"no route {request.path}", slug="not-found") from exc
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or []))
+            raise HttpError(
+                405, "Method not allowed", f"use one of {allowed}", slug="method", headers={"Allow": allowed}
+            ) from exc
+        view = _VIEWS[endpoint]
+        user = None if endpoint in PUBLIC else _user(request)
+        return view(request, user, **args)
+    except HttpError as err:
+        return problem(err, request.path)
+    except model.NotFound:
+        return problem(HttpError(404, "Not found", "no such task", slug="not-found"), request.path)
+    except model.PreconditionFailed as exc:
+        return problem(
+            HttpError(412, "Precondition failed", f"If-Match does not match the current ETag {exc}", slug="etag"),
+            request.path,
+        )
+    except model.InvalidTask as exc:
+        err = HttpError(
+            422,
+            "Validation failed",
+            exc.message,
+            slug="validation",
+            errors=[{"field": exc.field, "message": exc.message, "type": "value_error"}],
+        )
+        return problem(err, request.path)
+    except repo.BadCursor as exc:
+        err = HttpError(
+            422,
+            "Invalid query parameter",
+            str(exc),
+            slug="validation",
+            errors=[{"field": "cursor", "message": str(exc), "type": "value_error"}],
+        )
+        return problem(err, request.path)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
+
+
+def _user(request: Request) -> str:
+    try:
+        return auth.authenticate(request.headers.get("Authorization"))
+    except auth.Unauthorized as exc:
+        challenge = f'Bearer realm="taskflow", error="{exc.error}", error_description="{exc.message}"'
+        raise HttpError(
+            401, "Unauthorized", exc.message, slug="unauthorized", headers={"WWW-Authenticate": challenge}
+        ) from exc
+
+
+def _now() -> datetime:
+    return model.utcnow()
+
+
+def _task_response(task: model.Task, status: int = 200, extra: dict[str, str] | None = None) -> Response:
+    headers = {"ETag": task.etag, **(extra or {})}
+    return json_response(task.to_api(), status, headers)
+
+
+def _after_commit(uow: UnitOfWork, now: datetime) -> None:
+    runtime.publish_after_commit(uow.pending_events, now)
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def _healthz(request: Request, user: str | None) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _readyz(request: Request, user: str | None) -> Response:
+    try:
+        with runtime.engine().connect() as conn:
+            repo.ping(conn)
+    except Exception as exc:
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        raise HttpError(503, "Not ready", "the database is unreachable", slug="not-ready") from exc
+    return json_response({"status": "ready"})
+
+
+def _openapi(request: Request, user: str | None) -> Response:
+    from taskflow.api.openapi import document
+
+    return json_response(document())
+
+
+def _create(request: Request, user: str | None) -> Response:
+    assert user is not None
+    body, raw = read_json_object(request)
+    try:
+        cmd = TaskCreate.model_validate(body)
+    except ValidationError as exc:
+        raise unprocessable(exc) from exc
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return _do_create(user, cmd)
+    if not 1 <= len(key) <= 255:
+        raise HttpError(422, "Invalid Idempotency-Key", "the key must be 1..255 characters", slug="idempotency")
+    return _idempotent(user, key, raw, lambda: _do_create(user, cmd))
+
+
+def _do_create(user: str, cmd: TaskCreate) -> Response:
+    now = _now()
+    with UnitOfWork(runtime.engine()) as uow:
+        task = handlers.create_task(uow, user, cmd.to_fields(), now)
+        uow.commit()
+    _after_commit(uow, now)
+    return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
+
+
+def _idempotent(user: str, key: str, raw: bytes, run: Callable[[], Response]) -> Response:
+    """Idempotency-Key (per user, 24 h): same key and body replay the first answer."""
+    store = runtime.state()
+    state_key = "idem:" + hashlib.sha256(f"{user}\x00{key}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
+
+    def replay_or_refuse(record: dict[str, Any]) -> Response:
+        if record.get("fingerprint") != fingerprint:
+            raise HttpError(
+                422,
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different request body",
+                slug="idempotency",
+            )
+        if record.get("state") != "done":
+            raise HttpError(
+                409, "Request in progress", "a request with this Idempotency-Key is still running", slug="idempotency"
+            )
+        resp = Response(record["body"], status=record["status"], mimetype="application/json")
+        for name, value in record["headers"].items():
+            resp.headers[name] = value
+        resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+
+    existing, _ = store.get(state_key)
+    if existing is not None:
+        return replay_or_refuse(json.loads(existing))
+    claim = json.dumps({"state": "running", "fingerprint": fingerprint})
+    try:
+        store.save(state_key, claim, first_write=True, ttl_seconds=IDEMPOTENCY_CLAIM_TTL)
+    except StateConflict:
+        current, _ = store.get(state_key)
+        if current is None:
+            raise HttpError(409, "Request in progress", "retry this request", slug="idempotency") from None
+        return replay_or_refuse(json.loads(current))
+    try:
+        resp = run()
+    except BaseException:
+        store.delete(state_key)
+        raise
+    record = {
+        "state": "done",
+        "fingerprint": fingerprint,
+        "status": resp.status_code,
+        "headers": {k: v for k, v in resp.headers.items() if k in ("ETag", "Location")},
+        "body": resp.get_data(as_text=True),
+    }
+    store.save(state_key, json.dumps(record), ttl_seconds=IDEMPOTENCY_TTL)
+    return resp
+
+
+def _parse_list_query(request: Request) -> ListQuery:
+    raw: dict[str, Any] = {}
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise HttpError(
+                422,
+                "Invalid query parameter",
+                f"{name} is given more than once",
+                slug="validation",
+                errors=[{"field": name, "message": "given more than once", "type": "duplicate"}],
+            )
+        value = values[0]
+        if name in ("priority", "tags", "sort"):
+            raw[name] = [v.strip() for v in value.split(",") if v.strip()]
+        else:
+            raw[name] = value
+    try:
+        return ListQuery.model_validate(raw)
+    except ValidationError as exc:
+        raise HttpError(
+            422, "Invalid query parameter", "the query has invalid parameters", slug="validation",
+            errors=[{**e, "field": e["field"]} for e in unprocessable(exc).errors or []],
+        ) from exc
+
+
+def _list(request: Request, user: str | None) -> Response:
+    assert user is not None
+    query = _parse_list_query(request)
+    with UnitOfWork(runtime.engine()) as uow:
+        items, cursor = uow.tasks.list(user, query, _now())
+    return json_response({"items": [t.to_api() for t in items], "next_cursor": cursor})
+
+
+def _get(request: Request, user: str | None, task_id: str) -> Response:
+    assert user is not None
+    with UnitOfWork(runtime.engine()) as uow:
+        task = uow.tasks.get(user, task_id)
+    etag = request.headers.get("If-None-Match")
+    if etag and task.etag in [t.strip() for t in etag.split(",")]:
+        return Response(status=304, headers={"ETag": task.etag})
+    return _task_response(task)
+
+
+def _patch(request: Request, user: str | None, task_id: str) -> Response:
+    assert user is not None
+    body, _ = read_json_object(request)
+    try:
+        patch = TaskPatch.model_validate(body)
+    except ValidationError as exc:
+        raise unprocessable(exc) from exc
+    now = _now()
+    with UnitOfWork(runtime.engine()) as uow:
+        task = handlers.update_task(uow, user, task_id, patch.to_changes(), request.headers.get("If-Match"), now)
+        uow.commit()
+    _after_commit(uow, now)
+    return _task_response(task)
+
+
+def _delete(request: Request, user: str | None, task_id: str) -> Response:
+    assert user is not None
+    now = _now()
+    with UnitOfWork(runtime.engine()) as uow:
+        handlers.delete_task(uow, user, task_id, request.headers.get("If-Match"), now)
+        uow.commit()
+    _after_commit(uow, now)
+    return Response(status=204)
+
+
+def _transition(
+    action: Callable[[UnitOfWork, str, str, str | None, datetime], model.Task],
+) -> Callable[..., Response]:
+    def view(request: Request, user: str | None, task_id: str) -> Response:
+        assert user is not None
+        now = _now()
+        with UnitOfWork(runtime.engine()) as uow:
+            task = action(uow, user, task_id, request.headers.get("If-Match"), now)
+            uow.commit()
+        _after_commit(uow, now)
+        return _task_response(task)
+
+    return view
+
+
+def _history(request: Request, user: str | None, task_id: str) -> Response:
+    assert user is not None
+    with UnitOfWork(runtime.engine()) as uow:
+        uow.tasks.get(user, task_id)  # 404 unless it is this user's live task
+    try:
+        status, body = runtime.invoker().invoke(
+            config.settings().audit_app_id, f"history/{task_id}", {"owner": user}
+        )
+    except Exception as exc:
+        log.warning("history invocation failed: %s", exc)
+        raise HttpError(502, "Bad gateway", "the audit service did not answer", slug="upstream") from exc
+    if status != 200 or not isinstance(body, dict):
+        raise HttpError(502, "Bad gateway", f"the audit service answered {status}", slug="upstream")
+    return json_response({"items": body.get("items", [])})
+
+
+def _tags(request: Request, user: str | None) -> Response:
+    assert user is not None
+    with UnitOfWork(runtime.engine()) as uow:
+        counts = uow.tasks.tag_counts(user)
+    return json_response({"items": [{"name": n, "count": c} for n, c in counts]})
+
+
+def _notifications(request: Request, user: str | None) -> Response:
+    assert user is not None
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise HttpError(
+            422, "Invalid query parameter", "limit must be 1..500", slug="validation",
+            errors=[{"field": "limit", "message": "must be an integer 1..500", "type": "value_error"}],
+        )
+    with UnitOfWork(runtime.engine()) as uow:
+        rows = uow.notifications.list(user, int(limit))
+    return json_response({"items": [handlers.notification_json(r) for r in rows]})
+
+
+def _settings_get(request: Request, user: str | None) -> Response:
+    assert user is not None
+    with UnitOfWork(runtime.engine()) as uow:
+        url = uow.settings.get(user)
+    return json_response({"webhook_url": url})
+
+
+def check_webhook_url(url: str) -> str:
+    s = config.settings()
+    validate_webhook_url(url, s.allow_loopback_webhooks)
+    if s.mode == "dapr" and s.webhook_base_url and not url.startswith(s.webhook_base_url.rstrip("/")):
+        raise ValueError(f"webhook_url must start with {s.webhook_base_url} (the webhook binding's base URL)")
+    return url
+
+
+def _settings_put(request: Request, user: str | None) -> Response:
+    assert user is not None
+    body, _ = read_json_object(request)
+    try:
+        payload = UserSettings.model_validate(body)
+    except ValidationError as exc:
+        raise unprocessable(exc) from exc
+    url = payload.webhook_url
+    if url is not None:
+        try:
+            check_webhook_url(url)
+        except ValueError as exc:
+            raise HttpError(
+                422, "Validation failed", str(exc), slug="validation",
+                errors=[{"field": "webhook_url", "message": str(exc), "type": "value_error"}],
+            ) from exc
+    with UnitOfWork(runtime.engine()) as uow:
+        uow.settings.put(user, url, _now())
+        uow.commit()
+    return json_response({"webhook_url": url})
+
+
+_VIEWS: dict[str, Callable[..., Response]] = {
+    "healthz": _healthz,
+    "readyz": _readyz,
+    "openapi": _openapi,
+    "create": _create,
+    "list": _list,
+    "get": _get,
+    "patch": _patch,
+    "delete": _delete,
+    "complete": _transition(handlers.complete_task),
+    "reopen": _transition(handlers.reopen_task),
+    "history": _history,
+    "tags": _tags,
+    "notifications": _notifications,
+    "settings_get": _settings_get,
+    "settings_put": _settings_put,
+}

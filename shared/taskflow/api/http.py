@@ -1,0 +1,120 @@
+"""HTTP plumbing shared by every function: problem+json, JSON bodies, the app API token check."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from flask import Request, Response
+from pydantic import ValidationError
+
+from taskflow import config
+
+MAX_BODY = 1024 * 1024
+PROBLEM_TYPE = "https://taskflow.dev/problems/"
+
+
+class HttpError(Exception):
+    """An error that maps to one problem+json response."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem(err: HttpError, instance: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + err.slug if err.slug else "about:blank",
+        "title": err.title,
+        "status": err.status,
+    }
+    if err.detail:
+        body["detail"] = err.detail
+    if instance:
+        body["instance"] = instance
+    if err.errors is not None:
+        body["errors"] = err.errors
+    resp = Response(json.dumps(body), status=err.status, mimetype="application/problem+json")
+    for name, value in err.headers.items():
+        resp.headers[name] = value
+    return resp
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def read_body(request: Request) -> bytes:
+    """The raw body, refusing more than 1 MiB whether or not Content-Length is announced."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise HttpError(413, "Payload too large", f"the body must be at most {MAX_BODY} bytes", slug="too-large")
+    data = request.stream.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise HttpError(413, "Payload too large", f"the body must be at most {MAX_BODY} bytes", slug="too-large")
+    return data
+
+
+def read_json_object(request: Request) -> tuple[dict[str, Any], bytes]:
+    raw = read_body(request)
+    if not raw.strip():
+        raise HttpError(400, "Malformed JSON", "the request body is empty; send a JSON object", slug="malformed-json")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, "Malformed JSON", f"the body is not valid JSON: {exc}", slug="malformed-json") from exc
+    if not isinstance(value, dict):
+        raise HttpError(
+            422,
+            "Validation failed",
+            "the body must be a JSON object",
+            slug="validation",
+            errors=[{"field": "", "message": "expected a JSON object", "type": "object_type"}],
+        )
+    return value, raw
+
+
+def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        field = ".".join(loc)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        out.append({"field": prefix + field, "message": message, "type": err["type"]})
+    return out
+
+
+def unprocessable(exc: ValidationError, detail: str = "the request has invalid fields", prefix: str = "") -> HttpError:
+    return HttpError(422, "Validation failed", detail, slug="validation", errors=validation_errors(exc, prefix))
+
+
+def require_app_token(request: Request) -> None:
+    """Event and cron routes answer only the sidecar, which sends APP_API_TOKEN as dapr-api-token."""
+    expected = config.settings().app_api_token
+    if not expected:
+        return
+    given = request.headers.get("dapr-api-token", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HttpError(401, "Unauthorized", "this route only answers the Dapr sidecar", slug="app-token")

@@ -1,0 +1,131 @@
+"""OpenAPI 3.1 of the REST API, generated from the pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from taskflow import schemas
+
+_MODELS: list[type[BaseModel]] = [
+    schemas.TaskCreate, schemas.TaskPatch, schemas.TaskOut, schemas.TaskList, schemas.TagList,
+    schemas.History, schemas.NotificationList, schemas.UserSettings, schemas.Problem,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/problem+json": {"schema": _ref(schemas.Problem)}}}
+
+
+_ERRORS = {
+    "400": _problem("Malformed JSON"),
+    "401": _problem("Missing or invalid bearer token"),
+    "404": _problem("No such task for this user"),
+    "413": _problem("Body over 1 MiB"),
+    "422": _problem("Invalid field, unknown field or bad query parameter"),
+}
+_ETAG = {"ETag": {"schema": {"type": "string"}, "description": "Version of the task, for If-Match"}}
+_IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+def _op(summary: str, ok: dict[str, Any], *, body: type[BaseModel] | None = None,
+        params: list[dict[str, Any]] | None = None, public: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**ok, **({} if public else _ERRORS)}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if params:
+        op["parameters"] = params
+    if public:
+        op["security"] = []
+    return op
+
+
+def _list_params() -> list[dict[str, Any]]:
+    props = schemas.ListQuery.model_json_schema()["properties"]
+    descriptions = {
+        "q": "Full-text search over title and description; every word must match, prefixes match",
+        "priority": "Comma list of priorities",
+        "tags": "Comma list of tags",
+        "sort": "Comma list of due_at, priority, created_at, updated_at, title, relevance; '-' = descending",
+    }
+    out = []
+    for name, schema in props.items():
+        if name in ("priority", "tags", "sort"):
+            schema = {"type": "string"}
+        out.append({"name": name, "in": "query", "required": False, "schema": schema,
+                    "description": descriptions.get(name, "")})
+    return out
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            components[name] = sub
+        components[model.__name__] = schema
+    task_ok = {"200": {"description": "The task", "headers": _ETAG, "content": _json(schemas.TaskOut)}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "TaskFlow API", "version": "1.0.0",
+                 "description": "Tasks with due dates, reminders, recurrence, tags, search, filter and sort."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "paths": {
+            "/healthz": {"get": _op("Liveness", {"200": {"description": "Alive"}}, public=True)},
+            "/readyz": {"get": _op("Readiness (checks the database)",
+                                   {"200": {"description": "Ready"}, "503": _problem("Not ready")}, public=True)},
+            "/v1/openapi.json": {"get": _op("This document", {"200": {"description": "OpenAPI 3.1"}}, public=True)},
+            "/v1/tasks": {
+                "post": _op(
+                    "Create a task",
+                    {"201": {"description": "Created", "content": _json(schemas.TaskOut),
+                             "headers": {**_ETAG, "Location": {"schema": {"type": "string"}}}},
+                     "409": _problem("A request with this Idempotency-Key is in progress")},
+                    body=schemas.TaskCreate,
+                    params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                             "schema": {"type": "string", "maxLength": 255}}],
+                ),
+                "get": _op("List, filter, search and sort tasks",
+                           {"200": {"description": "A page", "content": _json(schemas.TaskList)}},
+                           params=_list_params()),
+            },
+            "/v1/tasks/{id}": {
+                "get": _op("Get a task", task_ok, params=[_ID]),
+                "patch": _op("Update some fields (null clears)", {**task_ok, "412": _problem("If-Match mismatch")},
+                             body=schemas.TaskPatch, params=[_ID, _IF_MATCH]),
+                "delete": _op("Delete a task", {"204": {"description": "Deleted"}}, params=[_ID, _IF_MATCH]),
+            },
+            "/v1/tasks/{id}/complete": {"post": _op("Complete (idempotent)", task_ok, params=[_ID, _IF_MATCH])},
+            "/v1/tasks/{id}/reopen": {"post": _op("Reopen", task_ok, params=[_ID, _IF_MATCH])},
+            "/v1/tasks/{id}/history": {"get": _op(
+                "Event history, oldest first", {"200": {"description": "History", "content": _json(schemas.History)}},
+                params=[_ID])},
+            "/v1/tags": {"get": _op("Tags with task counts",
+                                    {"200": {"description": "Tags", "content": _json(schemas.TagList)}})},
+            "/v1/notifications": {"get": _op("Reminder inbox, newest first", {
+                "200": {"description": "Notifications", "content": _json(schemas.NotificationList)}})},
+            "/v1/settings": {
+                "get": _op("User settings", {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}}),
+                "put": _op("Replace user settings",
+                           {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}},
+                           body=schemas.UserSettings),
+            },
+        },
+    }

@@ -1,0 +1,118 @@
+"""Embedded mode: all six functions in one process, wired by in-process adapters.
+
+The function code is the same as in the stack: events reach the consumers through the
+Subscriptions in ``dapr/subscriptions.yaml`` (same routes, same rules, same CloudEvents), and
+timers post to the cron routes as the cron bindings do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from taskflow import config, runtime
+from taskflow.adapters.inprocess import DirectInvoker, InProcessBus, load_subscriptions
+
+log = logging.getLogger("taskflow.embedded")
+
+FUNCTIONS = ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit")
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "functions").is_dir() and (parent / "dapr").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def load_apps(root: Path) -> dict[str, Flask]:
+    """One functions-framework app per function, keyed by Dapr app-id."""
+    import functions_framework
+
+    apps = {}
+    for name in FUNCTIONS:
+        source = root / "functions" / name / "main.py"
+        apps[name.replace("_", "-")] = functions_framework.create_app(target=name, source=str(source))
+    return apps
+
+
+@dataclass
+class Embedded:
+    root: Path = field(default_factory=repo_root)
+    apps: dict[str, Flask] = field(default_factory=dict)
+    bus: InProcessBus | None = None
+    _timers: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, timers: bool = True) -> Embedded:
+        self.apps = load_apps(self.root)
+        token = config.settings().app_api_token
+        headers = {"dapr-api-token": token} if token else {}
+
+        def deliver(app_id: str, path: str, body: bytes, hdrs: dict[str, str]) -> tuple[int, bytes]:
+            resp = self.apps[app_id].test_client().post(path, data=body, headers=hdrs)
+            return resp.status_code, resp.get_data()
+
+        def invoke(app_id: str, method: str, query: dict[str, str]) -> tuple[int, bytes]:
+            resp = self.apps[app_id].test_client().get("/" + method.lstrip("/"), query_string=query, headers=headers)
+            return resp.status_code, resp.get_data()
+
+        subs = load_subscriptions(self.root / "dapr" / "subscriptions.yaml")
+        self.bus = InProcessBus(subs, deliver, app_token=token)
+        runtime.use(publisher=self.bus, invoker=DirectInvoker(invoke))
+        runtime.engine()  # create and migrate the database before serving
+        self.bus.start()
+        if timers:
+            s = config.settings()
+            self._timer("event-fanout", s.fanout_interval, headers)
+            self._timer("reminder-dispatch", s.reminder_interval, headers)
+        return self
+
+    def tick(self, app_id: str) -> Any:
+        """One cron trigger, exactly as the cron binding sends it (empty body, JSON content type)."""
+        token = config.settings().app_api_token
+        hdrs = {"content-type": "application/json", **({"dapr-api-token": token} if token else {})}
+        resp = self.apps[app_id].test_client().post("/cron", data=b"", headers=hdrs)
+        return resp.get_json(silent=True)
+
+    def _timer(self, app_id: str, interval: float, headers: dict[str, str]) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.tick(app_id)
+                except Exception:
+                    log.exception("%s tick failed", app_id)
+
+        t = threading.Thread(target=loop, name=f"cron-{app_id}", daemon=True)
+        t.start()
+        self._timers.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.bus is not None:
+            self.bus.stop()
+        runtime.reset()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run embedded mode: the API on host:port, every other function in the background."""
+    from werkzeug.serving import run_simple
+
+    emb = Embedded().start()
+    log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(config.database_url()))
+    try:
+        run_simple(host, port, emb.apps["tasks-api"], threaded=True, use_reloader=False)
+    finally:
+        emb.stop()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
