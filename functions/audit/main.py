@@ -4,7 +4,6 @@ import re
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow import events, runtime
 from taskflow.api.consumers import consume, guarded
 from taskflow.api.http import HttpError, json_response

@@ -2,7 +2,6 @@
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow import runtime
 from taskflow.api.consumers import cron
 from taskflow.domain.model import utcnow

@@ -2,7 +2,6 @@
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow import config, events, runtime
 from taskflow.api.app import check_webhook_url
 from taskflow.api.consumers import consume

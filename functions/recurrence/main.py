@@ -2,7 +2,6 @@
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow import events, runtime
 from taskflow.api.consumers import consume
 from taskflow.domain.model import utcnow

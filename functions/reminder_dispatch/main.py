@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow import config, runtime
 from taskflow.api.consumers import LiveConfig, cron, guarded
 from taskflow.domain.model import utcnow
@@ -26,9 +25,7 @@ def _tick() -> dict[str, int]:
     live.refresh()
     now = utcnow()
     late_after = timedelta(seconds=max(60.0, 3 * config.settings().reminder_interval))
-    result = handlers.dispatch_reminders(
-        runtime.engine(), now, timedelta(seconds=live.get_int(GRACE_KEY)), late_after
-    )
+    result = handlers.dispatch_reminders(runtime.engine(), now, timedelta(seconds=live.get_int(GRACE_KEY)), late_after)
     runtime.publish_after_commit(result.envelopes, now)
     return {"fired": result.fired, "late": result.late, "missed": result.missed}
 

@@ -2,7 +2,6 @@
 
 import functions_framework
 from flask import Request, Response
-
 from taskflow.api.app import handle
 
 

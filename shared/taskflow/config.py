@@ -13,7 +13,7 @@ from functools import lru_cache
 
 log = logging.getLogger("taskflow.config")
 
-DEV_JWT_SECRET = "taskflow-dev-secret-not-for-production"  # noqa: S105 - embedded-mode fallback only
+DEV_JWT_SECRET = "taskflow-dev-secret-not-for-production"
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -38,7 +38,9 @@ def load_apps(root: Path) -> dict[str, Flask]:
     apps = {}
     for name in FUNCTIONS:
         source = root / "functions" / name / "main.py"
-        apps[name.replace("_", "-")] = functions_framework.create_app(target=name, source=str(source))
+        apps[name.replace("_", "-")] = functions_framework.create_app(  # type: ignore[no-untyped-call]
+            target=name, source=str(source)
+        )
     return apps
 
 

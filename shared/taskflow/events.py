@@ -49,9 +49,7 @@ class ReminderDueData(BaseModel):
     late: bool = False
 
 
-DATA_MODELS: dict[str, type[BaseModel]] = {t: TaskEventData for t in TASK_TYPES} | {
-    REMINDER_DUE: ReminderDueData
-}
+DATA_MODELS: dict[str, type[BaseModel]] = {t: TaskEventData for t in TASK_TYPES} | {REMINDER_DUE: ReminderDueData}
 
 
 @dataclass(frozen=True)

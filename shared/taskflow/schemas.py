@@ -12,7 +12,9 @@ from taskflow.domain import recurrence as rrules
 
 Title = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(model.normalize_title)]
 Description = Annotated[str, Field(max_length=model.DESCRIPTION_MAX), AfterValidator(model.normalize_description)]
-Tags = Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=200), AfterValidator(model.normalize_tags)]
+Tags = Annotated[
+    list[Annotated[str, Field(max_length=200)]], Field(max_length=200), AfterValidator(model.normalize_tags)
+]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(model.validate_timezone)]
 PriorityName = Literal["none", "low", "medium", "high", "urgent"]
 

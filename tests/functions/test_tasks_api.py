@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,10 +19,10 @@ def create(client: Any, user: str = "alice", **fields: Any) -> dict[str, Any]:
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 # --- health and auth -----------------------------------------------------------------------
@@ -110,8 +110,10 @@ def test_create_returns_201_location_etag_and_the_task(client: Any) -> None:
         ({"title": "ok", "due_at": "2030-01-01T10:00:00"}, "due_at"),
         ({"title": "ok", "recurrence": {"rule": "FREQ=DAILY"}}, ""),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "recurrence": {"rule": "FREQ=HOURLY"}}, "recurrence.rule"),
-        ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "recurrence": {"rule": "FREQ=DAILY", "anchor": "x"}},
-         "recurrence.anchor"),
+        (
+            {"title": "ok", "due_at": "2030-01-01T10:00:00Z", "recurrence": {"rule": "FREQ=DAILY", "anchor": "x"}},
+            "recurrence.anchor",
+        ),
         ({"title": "ok", "reminders": [{"offset": "-PT15M"}]}, ""),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "reminders": [{"offset": "soon"}]}, "reminders.0"),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "reminders": [{"offset": "-PT1M"}] * 11}, "reminders"),
@@ -386,8 +388,18 @@ def test_tags_with_counts(client: Any) -> None:
 def test_openapi_describes_every_route(client: Any) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
-    for path in ("/v1/tasks", "/v1/tasks/{id}", "/v1/tasks/{id}/complete", "/v1/tasks/{id}/reopen",
-                 "/v1/tasks/{id}/history", "/v1/tags", "/v1/notifications", "/v1/settings", "/healthz", "/readyz"):
+    for path in (
+        "/v1/tasks",
+        "/v1/tasks/{id}",
+        "/v1/tasks/{id}/complete",
+        "/v1/tasks/{id}/reopen",
+        "/v1/tasks/{id}/history",
+        "/v1/tags",
+        "/v1/notifications",
+        "/v1/settings",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in doc["paths"], path
     create_schema = doc["components"]["schemas"]["TaskCreate"]
     assert create_schema["additionalProperties"] is False
@@ -399,8 +411,14 @@ def test_openapi_describes_every_route(client: Any) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/hook", "https://10.0.0.5/hook", "https://169.254.169.254/latest", "https://192.168.1.1/",
-     "not a url", "https://user:pw@example.com/"],
+    [
+        "ftp://example.com/hook",
+        "https://10.0.0.5/hook",
+        "https://169.254.169.254/latest",
+        "https://192.168.1.1/",
+        "not a url",
+        "https://user:pw@example.com/",
+    ],
 )
 def test_settings_refuse_unsafe_webhooks(client: Any, url: str) -> None:
     resp = client.put("/v1/settings", json={"webhook_url": url}, headers=auth())

@@ -72,7 +72,7 @@ class DaprBinding:
         base = (settings().webhook_base_url or "").rstrip("/")
         if not base or not url.startswith(base):
             raise ValueError("webhook URL is outside the binding's base URL (TASKFLOW_WEBHOOK_BASE_URL)")
-        path = url[len(base):] or "/"
+        path = url[len(base) :] or "/"
         metadata = {"path": path, "errorIfNot2XX": "false", **headers}
         resp = client().post(
             f"/v1.0/bindings/{self.name}",
@@ -97,7 +97,12 @@ class DaprState:
         return (value if isinstance(value, str) else json.dumps(value)), resp.headers.get("etag")
 
     def save(
-        self, key: str, value: str, *, etag: str | None = None, ttl_seconds: int | None = None,
+        self,
+        key: str,
+        value: str,
+        *,
+        etag: str | None = None,
+        ttl_seconds: int | None = None,
         first_write: bool = False,
     ) -> None:
         item: dict[str, Any] = {"key": key, "value": value}

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,7 @@ def _compile_rule(expr: str) -> list[list[tuple[str, str, str]]]:
 
 
 def _matches(rule: list[list[tuple[str, str, str]]], event: dict[str, Any]) -> bool:
-    return any(
-        all((str(event.get(attr)) == value) == (op == "==") for attr, op, value in alt) for alt in rule
-    )
+    return any(all((str(event.get(attr)) == value) == (op == "==") for attr, op, value in alt) for alt in rule)
 
 
 @dataclass
@@ -232,7 +230,7 @@ class DirectHttpBinding:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SqlState:
@@ -251,7 +249,12 @@ class SqlState:
         return row[0], row[1]
 
     def save(
-        self, key: str, value: str, *, etag: str | None = None, ttl_seconds: int | None = None,
+        self,
+        key: str,
+        value: str,
+        *,
+        etag: str | None = None,
+        ttl_seconds: int | None = None,
         first_write: bool = False,
     ) -> None:
         now = _utcnow()

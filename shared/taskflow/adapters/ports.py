@@ -37,7 +37,12 @@ class StateStore(Protocol):
     def get(self, key: str) -> tuple[str | None, str | None]: ...
 
     def save(
-        self, key: str, value: str, *, etag: str | None = None, ttl_seconds: int | None = None,
+        self,
+        key: str,
+        value: str,
+        *,
+        etag: str | None = None,
+        ttl_seconds: int | None = None,
         first_write: bool = False,
     ) -> None: ...
 

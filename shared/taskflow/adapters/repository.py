@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -193,9 +193,7 @@ class TaskRepository:
             where.append(tasks.c.priority.in_([model.Priority(p).rank for p in query.priority]))
         if query.tags:
             if query.tag_mode == "any":
-                where.append(
-                    exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag.in_(query.tags))
-                )
+                where.append(exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag.in_(query.tags)))
             else:
                 for tag in dict.fromkeys(query.tags):
                     where.append(exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag == tag))
@@ -291,13 +289,14 @@ def _after(keys: list[_Key], values: list[Any], last_id: str) -> ColumnElement[b
 def _eq(key: _Key, value: Any) -> ColumnElement[bool]:
     if value is None:
         return key.expr.is_(None)
-    return key.expr == value
+    eq: ColumnElement[bool] = key.expr == value
+    return eq
 
 
 def _gt(key: _Key, value: Any) -> ColumnElement[bool]:
     if value is None:  # NULLs sort last: nothing is after a NULL on this key
         return false()
-    cmp = key.expr < value if key.descending else key.expr > value
+    cmp: ColumnElement[bool] = key.expr < value if key.descending else key.expr > value
     if key.nullable:
         return or_(cmp, key.expr.is_(None))
     return cmp
@@ -330,7 +329,7 @@ def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[
             if v is None:
                 out.append(None)
             elif key.kind == "time":
-                out.append(datetime.fromisoformat(v).astimezone(timezone.utc))
+                out.append(datetime.fromisoformat(v).astimezone(UTC))
             else:
                 out.append(v)
         return out, last_id
@@ -419,9 +418,7 @@ class ReminderRepository:
         A reminder whose time is already past when set does not fire; completed and deleted
         tasks have no pending reminders.
         """
-        self.conn.execute(
-            delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending")
-        )
+        self.conn.execute(delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending"))
         if deleted or task.status is not model.Status.OPEN:
             return
         fired = {
@@ -547,9 +544,7 @@ class SettingsRepository:
         self.conn = conn
 
     def get(self, owner_id: str) -> str | None:
-        row = self.conn.execute(
-            select(user_settings.c.webhook_url).where(user_settings.c.owner_id == owner_id)
-        ).first()
+        row = self.conn.execute(select(user_settings.c.webhook_url).where(user_settings.c.owner_id == owner_id)).first()
         return None if row is None else row[0]
 
     def put(self, owner_id: str, webhook_url: str | None, now: datetime) -> None:

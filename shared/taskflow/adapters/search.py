@@ -12,8 +12,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, column, func, literal_column, select, table, text
 from sqlalchemy.sql.elements import ClauseElement
 
-from taskflow.adapters.tables import tasks
-
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 16
 
@@ -28,7 +26,7 @@ def match_and_rank(dialect: str, words: list[str]) -> tuple[ColumnElement[bool],
     if dialect == "postgresql":
         tsquery = " & ".join(f"{w}:*" for w in words)
         q = func.to_tsquery(literal_column("'simple'"), tsquery)
-        vector = literal_column("tasks.search_vector")
+        vector: ColumnElement[Any] = literal_column("tasks.search_vector")
         return vector.op("@@")(q), func.ts_rank_cd(vector, q)
     # FTS5: each word quoted (no operators leak in) and starred for prefix matching.
     fts_query = " ".join('"' + w.replace('"', '""') + '"*' for w in words)

@@ -85,23 +85,23 @@ def handle(request: Request) -> Response:
             request.path,
         )
     except model.InvalidTask as exc:
-        err = HttpError(
+        invalid = HttpError(
             422,
             "Validation failed",
             exc.message,
             slug="validation",
             errors=[{"field": exc.field, "message": exc.message, "type": "value_error"}],
         )
-        return problem(err, request.path)
+        return problem(invalid, request.path)
     except repo.BadCursor as exc:
-        err = HttpError(
+        bad = HttpError(
             422,
             "Invalid query parameter",
             str(exc),
             slug="validation",
             errors=[{"field": "cursor", "message": str(exc), "type": "value_error"}],
         )
-        return problem(err, request.path)
+        return problem(bad, request.path)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
@@ -249,7 +249,10 @@ def _parse_list_query(request: Request) -> ListQuery:
         return ListQuery.model_validate(raw)
     except ValidationError as exc:
         raise HttpError(
-            422, "Invalid query parameter", "the query has invalid parameters", slug="validation",
+            422,
+            "Invalid query parameter",
+            "the query has invalid parameters",
+            slug="validation",
             errors=[{**e, "field": e["field"]} for e in unprocessable(exc).errors or []],
         ) from exc
 
@@ -317,9 +320,7 @@ def _history(request: Request, user: str | None, task_id: str) -> Response:
     with UnitOfWork(runtime.engine()) as uow:
         uow.tasks.get(user, task_id)  # 404 unless it is this user's live task
     try:
-        status, body = runtime.invoker().invoke(
-            config.settings().audit_app_id, f"history/{task_id}", {"owner": user}
-        )
+        status, body = runtime.invoker().invoke(config.settings().audit_app_id, f"history/{task_id}", {"owner": user})
     except Exception as exc:
         log.warning("history invocation failed: %s", exc)
         raise HttpError(502, "Bad gateway", "the audit service did not answer", slug="upstream") from exc
@@ -340,7 +341,10 @@ def _notifications(request: Request, user: str | None) -> Response:
     limit = request.args.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise HttpError(
-            422, "Invalid query parameter", "limit must be 1..500", slug="validation",
+            422,
+            "Invalid query parameter",
+            "limit must be 1..500",
+            slug="validation",
             errors=[{"field": "limit", "message": "must be an integer 1..500", "type": "value_error"}],
         )
     with UnitOfWork(runtime.engine()) as uow:
@@ -376,7 +380,10 @@ def _settings_put(request: Request, user: str | None) -> Response:
             check_webhook_url(url)
         except ValueError as exc:
             raise HttpError(
-                422, "Validation failed", str(exc), slug="validation",
+                422,
+                "Validation failed",
+                str(exc),
+                slug="validation",
                 errors=[{"field": "webhook_url", "message": str(exc), "type": "value_error"}],
             ) from exc
     with UnitOfWork(runtime.engine()) as uow:

@@ -34,7 +34,7 @@ def authenticate(header: str | None) -> str:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'", error="invalid_request")
     token = token.strip()
     s = config.settings()
-    options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": bool(s.jwt_audience)}
+    options: Any = {"require": ["exp", "sub"], "verify_aud": bool(s.jwt_audience)}
     try:
         if s.jwks_url:
             key: Any = _jwks_client(s.jwks_url).get_signing_key_from_jwt(token).key

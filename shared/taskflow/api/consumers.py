@@ -54,7 +54,7 @@ def consume(
         if request.method != "POST":
             raise HttpError(405, "Method not allowed", "deliveries are POST", headers={"Allow": "POST"})
         try:
-            received = events.parse(request.headers, request.get_data())
+            received = events.parse(dict(request.headers), request.get_data())
         except events.PoisonEvent as exc:
             log.warning("DROP (to dead-letter topic): %s", exc)
             return json_response(DROP)

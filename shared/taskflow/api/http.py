@@ -101,7 +101,7 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, 
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         out.append({"field": prefix + field, "message": message, "type": err["type"]})
     return out
 

@@ -10,8 +10,15 @@ from pydantic import BaseModel
 from taskflow import schemas
 
 _MODELS: list[type[BaseModel]] = [
-    schemas.TaskCreate, schemas.TaskPatch, schemas.TaskOut, schemas.TaskList, schemas.TagList,
-    schemas.History, schemas.NotificationList, schemas.UserSettings, schemas.Problem,
+    schemas.TaskCreate,
+    schemas.TaskPatch,
+    schemas.TaskOut,
+    schemas.TaskList,
+    schemas.TagList,
+    schemas.History,
+    schemas.NotificationList,
+    schemas.UserSettings,
+    schemas.Problem,
 ]
 
 
@@ -39,8 +46,14 @@ _IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
-def _op(summary: str, ok: dict[str, Any], *, body: type[BaseModel] | None = None,
-        params: list[dict[str, Any]] | None = None, public: bool = False) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    body: type[BaseModel] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, **({} if public else _ERRORS)}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": _json(body)}
@@ -63,8 +76,15 @@ def _list_params() -> list[dict[str, Any]]:
     for name, schema in props.items():
         if name in ("priority", "tags", "sort"):
             schema = {"type": "string"}
-        out.append({"name": name, "in": "query", "required": False, "schema": schema,
-                    "description": descriptions.get(name, "")})
+        out.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": schema,
+                "description": descriptions.get(name, ""),
+            }
+        )
     return out
 
 
@@ -79,8 +99,11 @@ def document() -> dict[str, Any]:
     task_ok = {"200": {"description": "The task", "headers": _ETAG, "content": _json(schemas.TaskOut)}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "TaskFlow API", "version": "1.0.0",
-                 "description": "Tasks with due dates, reminders, recurrence, tags, search, filter and sort."},
+        "info": {
+            "title": "TaskFlow API",
+            "version": "1.0.0",
+            "description": "Tasks with due dates, reminders, recurrence, tags, search, filter and sort.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "components": {
@@ -89,43 +112,78 @@ def document() -> dict[str, Any]:
         },
         "paths": {
             "/healthz": {"get": _op("Liveness", {"200": {"description": "Alive"}}, public=True)},
-            "/readyz": {"get": _op("Readiness (checks the database)",
-                                   {"200": {"description": "Ready"}, "503": _problem("Not ready")}, public=True)},
+            "/readyz": {
+                "get": _op(
+                    "Readiness (checks the database)",
+                    {"200": {"description": "Ready"}, "503": _problem("Not ready")},
+                    public=True,
+                )
+            },
             "/v1/openapi.json": {"get": _op("This document", {"200": {"description": "OpenAPI 3.1"}}, public=True)},
             "/v1/tasks": {
                 "post": _op(
                     "Create a task",
-                    {"201": {"description": "Created", "content": _json(schemas.TaskOut),
-                             "headers": {**_ETAG, "Location": {"schema": {"type": "string"}}}},
-                     "409": _problem("A request with this Idempotency-Key is in progress")},
+                    {
+                        "201": {
+                            "description": "Created",
+                            "content": _json(schemas.TaskOut),
+                            "headers": {**_ETAG, "Location": {"schema": {"type": "string"}}},
+                        },
+                        "409": _problem("A request with this Idempotency-Key is in progress"),
+                    },
                     body=schemas.TaskCreate,
-                    params=[{"name": "Idempotency-Key", "in": "header", "required": False,
-                             "schema": {"type": "string", "maxLength": 255}}],
+                    params=[
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                        }
+                    ],
                 ),
-                "get": _op("List, filter, search and sort tasks",
-                           {"200": {"description": "A page", "content": _json(schemas.TaskList)}},
-                           params=_list_params()),
+                "get": _op(
+                    "List, filter, search and sort tasks",
+                    {"200": {"description": "A page", "content": _json(schemas.TaskList)}},
+                    params=_list_params(),
+                ),
             },
             "/v1/tasks/{id}": {
                 "get": _op("Get a task", task_ok, params=[_ID]),
-                "patch": _op("Update some fields (null clears)", {**task_ok, "412": _problem("If-Match mismatch")},
-                             body=schemas.TaskPatch, params=[_ID, _IF_MATCH]),
+                "patch": _op(
+                    "Update some fields (null clears)",
+                    {**task_ok, "412": _problem("If-Match mismatch")},
+                    body=schemas.TaskPatch,
+                    params=[_ID, _IF_MATCH],
+                ),
                 "delete": _op("Delete a task", {"204": {"description": "Deleted"}}, params=[_ID, _IF_MATCH]),
             },
             "/v1/tasks/{id}/complete": {"post": _op("Complete (idempotent)", task_ok, params=[_ID, _IF_MATCH])},
             "/v1/tasks/{id}/reopen": {"post": _op("Reopen", task_ok, params=[_ID, _IF_MATCH])},
-            "/v1/tasks/{id}/history": {"get": _op(
-                "Event history, oldest first", {"200": {"description": "History", "content": _json(schemas.History)}},
-                params=[_ID])},
-            "/v1/tags": {"get": _op("Tags with task counts",
-                                    {"200": {"description": "Tags", "content": _json(schemas.TagList)}})},
-            "/v1/notifications": {"get": _op("Reminder inbox, newest first", {
-                "200": {"description": "Notifications", "content": _json(schemas.NotificationList)}})},
+            "/v1/tasks/{id}/history": {
+                "get": _op(
+                    "Event history, oldest first",
+                    {"200": {"description": "History", "content": _json(schemas.History)}},
+                    params=[_ID],
+                )
+            },
+            "/v1/tags": {
+                "get": _op("Tags with task counts", {"200": {"description": "Tags", "content": _json(schemas.TagList)}})
+            },
+            "/v1/notifications": {
+                "get": _op(
+                    "Reminder inbox, newest first",
+                    {"200": {"description": "Notifications", "content": _json(schemas.NotificationList)}},
+                )
+            },
             "/v1/settings": {
-                "get": _op("User settings", {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}}),
-                "put": _op("Replace user settings",
-                           {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}},
-                           body=schemas.UserSettings),
+                "get": _op(
+                    "User settings", {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}}
+                ),
+                "put": _op(
+                    "Replace user settings",
+                    {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}},
+                    body=schemas.UserSettings,
+                ),
             },
         },
     }

@@ -28,7 +28,7 @@ def validate_webhook_url(url: str, allow_loopback: bool) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise ValueError(f"webhook_url host {host!r} does not resolve") from exc
-    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
     all_loopback = all(a.is_loopback for a in addresses)
     if all_loopback and allow_loopback:
         return url

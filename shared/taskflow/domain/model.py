@@ -11,7 +11,7 @@ import enum
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -74,7 +74,7 @@ class InvalidTask(ValueError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- value validation (used by the API schemas and the aggregate) -----------------------
@@ -140,7 +140,7 @@ def _zone_names() -> frozenset[str]:
 def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("date-times must carry a UTC offset (RFC 3339)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def parse_offset(value: str) -> timedelta:
@@ -188,7 +188,7 @@ class Reminder:
         if self.offset is not None:
             return {"offset": self.offset}
         assert self.at is not None
-        return {"at": format_time(self.at)}
+        return {"at": format_time(self.at) or ""}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reminder:
@@ -220,7 +220,7 @@ class Recurrence:
 def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- domain events -------------------------------------------------------------------------
@@ -334,9 +334,7 @@ class Task:
         self.status = Status.COMPLETED
         self.completed_at = now
         self._touch(now)
-        self.events.append(
-            TaskEvent("completed", self.snapshot(), actor, {"status": ["open", "completed"]})
-        )
+        self.events.append(TaskEvent("completed", self.snapshot(), actor, {"status": ["open", "completed"]}))
         return True
 
     def reopen(self, actor: str, now: datetime | None = None) -> bool:

@@ -7,7 +7,6 @@ Create Date: 2026-11-29
 
 import sqlalchemy as sa
 from alembic import op
-
 from taskflow.adapters.tables import BigId, UTCDateTime
 
 revision = "0001"
@@ -43,12 +42,19 @@ def upgrade() -> None:
     )
     # The list queries: one user's live tasks by status, then due date / priority / creation.
     live = sa.text("deleted_at IS NULL")
-    op.create_index("ix_tasks_owner_status_due", "tasks", ["owner_id", "status", "due_at"],
-                    postgresql_where=live, sqlite_where=live)
-    op.create_index("ix_tasks_owner_status_priority", "tasks", ["owner_id", "status", "priority"],
-                    postgresql_where=live, sqlite_where=live)
-    op.create_index("ix_tasks_owner_created", "tasks", ["owner_id", "created_at"],
-                    postgresql_where=live, sqlite_where=live)
+    op.create_index(
+        "ix_tasks_owner_status_due", "tasks", ["owner_id", "status", "due_at"], postgresql_where=live, sqlite_where=live
+    )
+    op.create_index(
+        "ix_tasks_owner_status_priority",
+        "tasks",
+        ["owner_id", "status", "priority"],
+        postgresql_where=live,
+        sqlite_where=live,
+    )
+    op.create_index(
+        "ix_tasks_owner_created", "tasks", ["owner_id", "created_at"], postgresql_where=live, sqlite_where=live
+    )
 
     op.create_table(
         "task_tags",
@@ -202,6 +208,15 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS taskflow_config_notify()")
     elif dialect == "sqlite":
         op.execute("DROP TABLE IF EXISTS tasks_fts")
-    for table in ("taskflow_config", "kv_state", "user_settings", "audit_log", "notifications",
-                  "reminders", "outbox", "task_tags", "tasks"):
+    for table in (
+        "taskflow_config",
+        "kv_state",
+        "user_settings",
+        "audit_log",
+        "notifications",
+        "reminders",
+        "outbox",
+        "task_tags",
+        "tasks",
+    ):
         op.drop_table(table)

@@ -1,0 +1,106 @@
+"""Developer and CI entry points. `nox -l` lists them; CI runs the default sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "helm", "e2e"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, extras: str = "dev") -> None:
+    """Install the project once per venv; skip pip when pyproject.toml has not changed (warm start)."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".taskflow-installed"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    session.install("-q", "-e", f".[{extras}]" if extras else ".")
+    stamp.write_text(digest)
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    """pytest with the project's flags; extra arguments after `--` pass through."""
+    session.run("pytest", "-q", "--strict-markers", "-p", "no:cacheprovider", *args, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def dev(session: nox.Session) -> None:
+    """Run TaskFlow in embedded mode (SQLite, in-process events) on http://127.0.0.1:8080."""
+    _install(session, "")
+    session.run("taskflow", "dev", env={"TASKFLOW_DEV": "1"})
+
+
+@nox.session(python=PYTHON)
+def stack(session: nox.Session) -> None:
+    """Run the local stack: PostgreSQL, Kafka and one daprd per function."""
+    _install(session)
+    session.run("python", "tools/stack.py", "up", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bootstrap(session: nox.Session) -> None:
+    """Fetch and build daprd, Kafka and helm into .cache/."""
+    session.run("python", "tools/bootstrap.py", *session.posargs, external=True)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    _install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on the taskflow library."""
+    _install(session)
+    session.run("mypy", "shared/taskflow")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit, function and integration tests (PostgreSQL too when TASKFLOW_TEST_PG_URL is set)."""
+    _install(session)
+    if not os.environ.get("TASKFLOW_TEST_PG_URL"):
+        session.warn("TASKFLOW_TEST_PG_URL is not set: PostgreSQL variants are skipped")
+    _pytest(session, "tests/unit", "tests/functions", "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests through the local stack (real daprd, Kafka, PostgreSQL)."""
+    _install(session)
+    session.run("python", "tools/bootstrap.py")
+    _pytest(session, "-m", "e2e", "tests/e2e")
+
+
+@nox.session(python=PYTHON)
+def helm(session: nox.Session) -> None:
+    """Lint, render and validate the Helm chart offline (every values file and mode)."""
+    _install(session)
+    session.run("python", "tools/bootstrap.py", "helm")
+    _pytest(session, "-m", "helm", "tests/deploy")
+
+
+@nox.session(python=PYTHON)
+def manifests(session: nox.Session) -> None:
+    """Re-render knative/ from the chart."""
+    _install(session)
+    session.run("python", "tools/bootstrap.py", "helm")
+    session.run("python", "tools/render_manifests.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (see bench/README.md); pass a script name after `--`."""
+    _install(session)
+    session.run("python", *(session.posargs or ["bench/api_bench.py"]))
