@@ -1,0 +1,594 @@
+#!/usr/bin/env python3
+"""The local stack: real PostgreSQL, real Kafka (KRaft), one real daprd per function.
+
+    python tools/stack.py up                 # foreground; Ctrl-C / SIGTERM stops everything
+    python tools/stack.py up --functions-dir /tmp/fakefns --no-migrate
+    python tools/stack.py render             # only render dapr/ into .cache/run/dapr/
+    python tools/stack.py down               # stop a Kafka left running by `kafka_node.py start`
+
+From Python (tests)::
+
+    sys.path.insert(0, "tools"); from stack import Stack
+    with Stack() as s:                       # start() ... stop()
+        httpx.get(s.api_url + "/healthz")
+        s.apps["audit"].dapr_http_url        # the audit sidecar's HTTP API
+
+Order of ``start()``: bootstrap (daprd, helm, Kafka jars) -> PostgreSQL (``pg_ctlcluster 15 main
+start``, role + database ``taskflow`` with a generated password) -> Kafka + topics -> migrations
+(``python -m taskflow.cli migrate`` with TASKFLOW_DATABASE_URL for that process only) -> secrets file +
+rendered Dapr resources -> the six functions (``functions-framework``) and their sidecars -> wait
+for every ``/v1.0/healthz`` and app ``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log``.
+Secret values are written to a 0600 file and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+import bootstrap  # noqa: E402
+import kafka_node  # noqa: E402
+
+REPO = TOOLS.parent
+CACHE = REPO / ".cache"
+RUN = CACHE / "run"
+LOGS = RUN / "logs"
+DAPR_SRC = REPO / "dapr"
+DAPR_RUN = RUN / "dapr"
+RESOURCES = DAPR_RUN / "resources"
+CONFIG = DAPR_RUN / "config.yaml"
+SECRETS_FILE = DAPR_RUN / "secrets.json"
+DAPRD = bootstrap.DAPRD
+
+PG_VERSION = os.environ.get("TASKFLOW_PG_VERSION", "15")
+PG_CLUSTER = os.environ.get("TASKFLOW_PG_CLUSTER", "main")
+PG_HOST = "127.0.0.1"
+PG_PORT = int(os.environ.get("TASKFLOW_PG_PORT", "5432"))
+PG_DB = "taskflow"
+PG_USER = "taskflow"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    folder: str  # functions/<folder>/main.py, target = folder
+    app_id: str
+    index: int  # port offset
+
+
+FUNCTIONS: list[FunctionSpec] = [
+    FunctionSpec("tasks_api", "tasks-api", 0),
+    FunctionSpec("event_fanout", "event-fanout", 1),
+    FunctionSpec("reminder_dispatch", "reminder-dispatch", 2),
+    FunctionSpec("notifier", "notifier", 3),
+    FunctionSpec("recurrence", "recurrence", 4),
+    FunctionSpec("audit", "audit", 5),
+]
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local URLs only
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def _venv_bin(name: str) -> str:
+    for cand in (REPO / ".venv" / "bin" / name, Path(sys.executable).parent / name):
+        if cand.exists():
+            return str(cand)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"'{name}' not found (looked in .venv/bin, next to {sys.executable}, and on PATH)")
+    return found
+
+
+# ------------------------------------------------------------------------------ rendering
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def render_text(text: str, env: dict[str, str]) -> str:
+    """Replace ``${VAR}`` / ``${VAR:-default}``; an unset VAR without default is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        val = env.get(name)
+        if val is None or val == "":
+            if default is None:
+                raise StackError(f"dapr template needs ${{{name}}} and it is not set")
+            return default
+        return val
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def render_dapr(env: dict[str, str], src: Path = DAPR_SRC, dest: Path = DAPR_RUN) -> tuple[Path, Path]:
+    """Render ``dapr/*.yaml`` into ``dest/resources`` (+ ``dest/config.yaml``). Returns both paths."""
+    resources = dest / "resources"
+    if resources.exists():
+        shutil.rmtree(resources)
+    resources.mkdir(parents=True)
+    config = dest / "config.yaml"
+    for f in sorted(src.glob("*.yaml")):
+        text = render_text(f.read_text(), env)
+        if re.search(r"^kind:\s*Configuration\s*$", text, re.M):
+            config.write_text(text)
+        else:
+            (resources / f.name).write_text(text)
+    if not config.exists():
+        raise StackError(f"no Configuration in {src}")
+    return resources, config
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    log_offset: int = 0  # where this run's output starts in the (appended) log file
+
+    def new_output(self) -> str:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.new_output().splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class App:
+    spec: FunctionSpec
+    app_port: int
+    dapr_http_port: int
+    dapr_grpc_port: int
+    metrics_port: int
+    app: Proc | None = None
+    daprd: Proc | None = None
+
+    @property
+    def app_id(self) -> str:
+        return self.spec.app_id
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    @property
+    def dapr_http_url(self) -> str:
+        return f"http://127.0.0.1:{self.dapr_http_port}"
+
+
+@dataclass
+class Stack:
+    """The local stack as a context manager. All arguments are optional.
+
+    functions_dir: where ``<folder>/main.py`` live (default: the repository's ``functions/``).
+    only: app-ids to start (default: all six).
+    port: tasks-api's app port (default ``$PORT`` or 8080); other apps use port+1.. port+5.
+    dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 50001, 9190).
+    migrate: run ``python -m taskflow.cli migrate`` (default True).
+    stop_kafka: stop Kafka on ``stop()`` if this stack started it (default True).
+    extra_env: added to every function's environment.
+    """
+
+    functions_dir: Path = REPO / "functions"
+    only: list[str] | None = None
+    port: int = field(default_factory=lambda: int(os.environ.get("PORT", "8080")))
+    dapr_http_base: int = 3500
+    dapr_grpc_base: int = 50001
+    metrics_base: int = 9190
+    migrate: bool = True
+    stop_kafka: bool = True
+    run_bootstrap: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_level: str = "info"
+    startup_timeout: float = 120.0
+
+    apps: dict[str, App] = field(default_factory=dict, init=False)
+    app_api_token: str = field(default="", init=False)
+    _kafka_started: bool = field(default=False, init=False)
+    _started: bool = field(default=False, init=False)
+
+    # ---- public
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Stack:
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        log(f"stack up in {time.monotonic() - t0:.0f}s")
+        return self
+
+    def stop(self) -> None:
+        # sidecars first (they stop delivering), then apps, then Kafka
+        for kind in ("daprd", "app"):
+            procs = [getattr(a, kind) for a in self.apps.values() if getattr(a, kind) is not None]
+            for p in procs:
+                if p.alive():
+                    try:
+                        os.killpg(p.popen.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + 15
+            for p in procs:
+                try:
+                    p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log(f"{p.name} did not stop in time; killing it")
+                    try:
+                        os.killpg(p.popen.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    p.popen.wait(timeout=5)
+            for a in self.apps.values():
+                setattr(a, kind, None)
+        if self._kafka_started and self.stop_kafka:
+            kafka_node.stop()
+            self._kafka_started = False
+        if self._started:
+            log("stack stopped")
+        self._started = False
+
+    def check(self) -> list[str]:
+        """Names of processes that have exited."""
+        dead = []
+        for a in self.apps.values():
+            for p in (a.app, a.daprd):
+                if p is not None and not p.alive():
+                    dead.append(p.name)
+        return dead
+
+    # ---- steps
+
+    def _start(self) -> None:
+        specs = [f for f in FUNCTIONS if self.only is None or f.app_id in self.only]
+        if not specs:
+            raise StackError(f"no function selected by only={self.only}")
+        self.apps = {
+            f.app_id: App(
+                f, self.port + f.index, self.dapr_http_base + f.index, self.dapr_grpc_base + f.index,
+                self.metrics_base + f.index,
+            )
+            for f in specs
+        }
+        busy = [
+            f"{a.app_id}:{p}" for a in self.apps.values()
+            for p in (a.app_port, a.dapr_http_port, a.dapr_grpc_port, a.metrics_port) if _port_open(p)
+        ]
+        if busy:
+            raise StackError(f"ports already in use: {', '.join(busy)} (another stack running? set PORT)")
+        if self.run_bootstrap:
+            bootstrap.bootstrap()
+        secrets_ = self._secrets()
+        self._postgres(secrets_["_pg_password"])
+        if not kafka_node.is_running() and not _port_open(kafka_node.PORT):
+            self._kafka_started = True
+        kafka_node.start()
+        if self.migrate:
+            self._migrate(secrets_["database-url"])
+        render_env = {
+            **os.environ,
+            "TASKFLOW_SECRETS_FILE": str(SECRETS_FILE),
+            "TASKFLOW_KAFKA_BROKERS": kafka_node.BOOTSTRAP,
+        }
+        resources, config = render_dapr(render_env)
+        log(f"rendered Dapr resources into {resources}")
+        self.app_api_token = secrets.token_urlsafe(24)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for a in self.apps.values():
+            self._start_app(a)
+        for a in self.apps.values():
+            self._start_daprd(a, resources, config)
+        self._wait_healthy()
+        self.print_topology()
+
+    def _secrets(self) -> dict[str, str]:
+        """Create (once) or update the local secrets file; returns its content."""
+        DAPR_RUN.mkdir(parents=True, exist_ok=True)
+        data: dict[str, str] = {}
+        if SECRETS_FILE.exists():
+            try:
+                data = json.loads(SECRETS_FILE.read_text())
+            except ValueError:
+                data = {}
+        pw = data.get("_pg_password") or secrets.token_hex(16)
+        data["_pg_password"] = pw
+        data["database-url"] = f"postgresql+pg8000://{PG_USER}:{pw}@{PG_HOST}:{PG_PORT}/{PG_DB}"
+        data["pg-connection-string"] = (
+            f"host={PG_HOST} port={PG_PORT} user={PG_USER} password={pw} dbname={PG_DB} sslmode=disable"
+        )
+        data.setdefault("jwt-secret", secrets.token_urlsafe(32))
+        if os.environ.get("TASKFLOW_JWT_SECRET"):
+            data["jwt-secret"] = os.environ["TASKFLOW_JWT_SECRET"]
+        data.setdefault("webhook-signing-key", secrets.token_urlsafe(32))
+        tmp = SECRETS_FILE.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, SECRETS_FILE)
+        os.chmod(SECRETS_FILE, 0o600)
+        log(f"secrets in {SECRETS_FILE} (keys: {', '.join(k for k in data if not k.startswith('_'))})")
+        return data
+
+    def _postgres(self, password: str) -> None:
+        if not _port_open(PG_PORT):
+            if not shutil.which("pg_ctlcluster"):
+                raise StackError(f"PostgreSQL is not listening on {PG_PORT} and pg_ctlcluster is not installed")
+            log(f"starting PostgreSQL {PG_VERSION}/{PG_CLUSTER}")
+            res = subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], capture_output=True, text=True)
+            if res.returncode != 0:
+                raise StackError(f"pg_ctlcluster {PG_VERSION} {PG_CLUSTER} start failed: {res.stderr.strip()}")
+            for _ in range(60):
+                if _port_open(PG_PORT):
+                    break
+                time.sleep(0.5)
+            else:
+                raise StackError(f"PostgreSQL did not open port {PG_PORT}")
+        # role + database, idempotent; the password comes in on stdin and is never echoed
+        sql = f"""
+\\set ON_ERROR_STOP on
+SELECT format('CREATE ROLE {PG_USER} LOGIN PASSWORD %L', :'pw')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}') \\gexec
+SELECT format('ALTER ROLE {PG_USER} LOGIN PASSWORD %L', :'pw') \\gexec
+SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{PG_DB}') \\gexec
+"""
+        cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(PG_PORT), "-v", f"pw={password}"]
+        if os.geteuid() == 0:
+            cmd = ["su", "postgres", "-c", " ".join(_shq(c) for c in cmd)]
+        res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise StackError(f"creating role/database {PG_DB} failed: {res.stderr.replace(password, '***').strip()}")
+        log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {PG_DB}")
+
+    def _migrate(self, database_url: str) -> None:
+        log("running migrations: python -m taskflow.cli migrate")
+        env = {**os.environ, "TASKFLOW_DATABASE_URL": database_url, "TASKFLOW_MODE": "dapr"}
+        res = subprocess.run(
+            [_venv_bin("python"), "-m", "taskflow.cli", "migrate"], cwd=REPO, env=env,
+            capture_output=True, text=True, timeout=300,
+        )
+        if res.returncode != 0:
+            out = (res.stdout + res.stderr).replace(database_url, "***")
+            raise StackError(f"migrations failed (exit {res.returncode}):\n{out[-3000:]}")
+
+    def _app_env(self, a: App) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
+        env.update(
+            {
+                "TASKFLOW_MODE": "dapr",
+                "DAPR_HTTP_PORT": str(a.dapr_http_port),
+                "DAPR_GRPC_PORT": str(a.dapr_grpc_port),
+                "APP_API_TOKEN": self.app_api_token,
+                "TASKFLOW_ALLOW_LOOPBACK_WEBHOOKS": "true",
+                "TASKFLOW_WEBHOOK_BASE_URL": os.environ.get("TASKFLOW_WEBHOOK_BASE_URL", "http://127.0.0.1:8099"),
+                "TASKFLOW_AUDIT_APP_ID": os.environ.get("TASKFLOW_AUDIT_APP_ID", "audit"),
+                "PORT": str(a.app_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], logfile: Path) -> Proc:
+        with open(logfile, "ab") as f:
+            f.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+            f.flush()
+            offset = f.tell()
+            popen = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: Ctrl-C reaches us, we stop them in order
+            )
+        return Proc(name, popen, logfile, offset)
+
+    def _start_app(self, a: App) -> None:
+        source = self.functions_dir / a.spec.folder / "main.py"
+        if not source.exists():
+            raise StackError(f"{source} does not exist")
+        cmd = [
+            _venv_bin("functions-framework"), "--source", str(source), "--target", a.spec.folder,
+            "--host", "127.0.0.1", "--port", str(a.app_port),
+        ]
+        a.app = self._spawn(f"{a.app_id}-app", cmd, self._app_env(a), LOGS / f"{a.app_id}-app.log")
+
+    def _start_daprd(self, a: App, resources: Path, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
+        env["APP_API_TOKEN"] = self.app_api_token
+        cmd = [
+            str(DAPRD),
+            "--app-id", a.app_id,
+            "--app-port", str(a.app_port),
+            "--app-channel-address", "127.0.0.1",
+            "--app-protocol", "http",
+            "--dapr-http-port", str(a.dapr_http_port),
+            "--dapr-grpc-port", str(a.dapr_grpc_port),
+            "--dapr-listen-addresses", "127.0.0.1",
+            "--metrics-port", str(a.metrics_port),
+            "--resources-path", str(resources),
+            "--config", str(config),
+            "--disable-init-endpoints", "config,subscribe",
+            "--log-level", self.log_level,
+            "--dapr-graceful-shutdown-seconds", "5",
+        ]
+        a.daprd = self._spawn(f"{a.app_id}-daprd", cmd, env, LOGS / f"{a.app_id}-daprd.log")
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        pending = {f"{a.app_id}-app": f"{a.app_url}/healthz" for a in self.apps.values()}
+        pending.update({f"{a.app_id}-daprd": f"{a.dapr_http_url}/v1.0/healthz" for a in self.apps.values()})
+        log(f"waiting for {len(pending)} health checks")
+        while pending:
+            dead = self.check()
+            if dead:
+                procs = {p.name: p for a in self.apps.values() for p in (a.app, a.daprd) if p}
+                details = "\n".join(f"--- {d} ({procs[d].log}):\n{procs[d].tail()}" for d in dead)
+                raise StackError(f"exited during start: {', '.join(dead)}\n{details}")
+            for name, url in list(pending.items()):
+                if 200 <= _http_status(url) < 300:
+                    del pending[name]
+            if time.monotonic() > deadline:
+                raise StackError(f"not healthy after {self.startup_timeout:.0f}s: {', '.join(sorted(pending))} "
+                                 f"(logs in {LOGS})")
+            if pending:
+                time.sleep(0.5)
+        errors = self._component_errors()
+        if errors:
+            log("WARNING: daprd reported errors:\n  " + "\n  ".join(errors))
+
+    def _component_errors(self) -> list[str]:
+        out = []
+        for a in self.apps.values():
+            if a.daprd is None:
+                continue
+            for line in a.daprd.new_output().splitlines():
+                if "level=error" in line or "level=fatal" in line:
+                    out.append(f"{a.app_id}: {line[:300]}")
+        return out
+
+    def print_topology(self) -> None:
+        rows = [("app-id", "function", "app", "dapr http", "dapr grpc", "metrics", "logs")]
+        for a in self.apps.values():
+            rows.append((
+                a.app_id, a.spec.folder, str(a.app_port), str(a.dapr_http_port), str(a.dapr_grpc_port),
+                str(a.metrics_port), f".cache/run/logs/{a.app_id}-{{app,daprd}}.log",
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        print("\n".join(lines), flush=True)
+        print(f"\nAPI:        {self.api_url}  (tasks-api)", flush=True)
+        print(f"Kafka:      {kafka_node.BOOTSTRAP}  topics {', '.join(kafka_node.TOPICS)}", flush=True)
+        print(f"PostgreSQL: {PG_HOST}:{PG_PORT}/{PG_DB} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
+        print(f"Dapr:       resources {RESOURCES}, config {CONFIG}", flush=True)
+
+
+def _shq(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start everything in the foreground")
+    up.add_argument("--functions-dir", type=Path, default=REPO / "functions")
+    up.add_argument("--only", action="append", help="app-id to start (repeatable); default all six")
+    up.add_argument("--no-migrate", action="store_true", help="skip python -m taskflow.cli migrate")
+    up.add_argument("--no-bootstrap", action="store_true", help="skip tools/bootstrap.py")
+    up.add_argument("--keep-kafka", action="store_true", help="leave Kafka running on exit")
+    up.add_argument("--log-level", default="info")
+    sub.add_parser("render", help="render dapr/ into .cache/run/dapr/ and exit")
+    sub.add_parser("down", help="stop the Kafka broker started by kafka_node.py")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "render":
+        env = {**os.environ, "TASKFLOW_SECRETS_FILE": str(SECRETS_FILE)}
+        resources, config = render_dapr(env)
+        print(f"{resources}\n{config}")
+        return 0
+    if args.cmd == "down":
+        kafka_node.stop()
+        return 0
+
+    stack = Stack(
+        functions_dir=args.functions_dir, only=args.only, migrate=not args.no_migrate,
+        run_bootstrap=not args.no_bootstrap, stop_kafka=not args.keep_kafka, log_level=args.log_level,
+    )
+    stopping = threading.Event()
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    # during start, SIGTERM behaves like Ctrl-C: start() cleans up what it began
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        stack.start()
+    except (StackError, bootstrap.BootstrapError, kafka_node.KafkaError) as e:
+        print(f"[stack] ERROR: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("[stack] interrupted during start; stopped", file=sys.stderr, flush=True)
+        return 130
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log("running; Ctrl-C to stop")
+    rc = 0
+    while not stopping.wait(1.0):
+        dead = stack.check()
+        if dead:
+            log(f"ERROR: {', '.join(dead)} exited; stopping the stack (see {LOGS})")
+            rc = 1
+            break
+    log("stopping")
+    stack.stop()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
