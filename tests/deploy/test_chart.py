@@ -1,0 +1,208 @@
+"""The Helm chart, rendered and validated offline: every values file x eventDelivery x knative.enabled.
+
+Needs the helm binary (tools/bootstrap.py builds it into .cache/bin) and the upstream CRD schemas
+in ../shared/crds beside the repository.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+cc = _load("check_chart")
+rm = _load("render_manifests")
+
+pytestmark = pytest.mark.helm
+
+if cc.find_helm() is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("helm not found: CI must run tools/bootstrap.py first")
+    pytest.skip("helm not found (run tools/bootstrap.py)", allow_module_level=True)
+
+VARIANTS = cc.variants()
+IDS = [str(v).replace("/", "-") for v in VARIANTS]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[Any, tuple[str, list[dict[str, Any]]]]:
+    cache: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
+    return cache
+
+
+def _render(cache: dict[Any, Any], variant: Any, sentinels: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    key = (variant, sentinels)
+    if key not in cache:
+        cache[key] = cc.render(variant, with_sentinels=sentinels)
+    return cache[key]
+
+
+@pytest.mark.parametrize("values_file", cc.VALUES_FILES, ids=lambda f: f or "values.yaml")
+def test_helm_lint_strict(values_file: str | None) -> None:
+    cc.lint(values_file)
+
+
+def test_every_value_has_a_comment() -> None:
+    assert cc.check_values_comments() == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_objects_match_upstream_schemas(rendered: Any, variant: Any) -> None:
+    _, objs = _render(rendered, variant)
+    _, secret_objs = _render(rendered, variant, sentinels=True)
+    assert objs
+    assert cc.validate_all(objs) == []
+    assert cc.validate_all(secret_objs) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_dapr_wiring_and_scaling(rendered: Any, variant: Any) -> None:
+    _, objs = _render(rendered, variant)
+    assert cc.check_contract(variant, objs) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_every_pod_is_restricted(rendered: Any, variant: Any) -> None:
+    _, objs = _render(rendered, variant)
+    _, secret_objs = _render(rendered, variant, sentinels=True)
+    assert cc.check_restricted(objs) == []
+    assert cc.check_restricted(secret_objs) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_no_secret_value_in_plain_text(rendered: Any, variant: Any) -> None:
+    text, objs = _render(rendered, variant, sentinels=True)
+    assert cc.check_no_plaintext_secrets(text, objs) == []
+
+
+def test_knative_manifests_are_up_to_date() -> None:
+    assert rm.stale_files() == []
+
+
+def test_default_values_render_no_secret() -> None:
+    """Defaults are empty: no Secret object unless values are given."""
+    objs = cc.parse(cc.render_text(None))
+    assert [o for o in objs if o["kind"] == "Secret"] == []
+
+
+def test_consumer_cannot_scale_to_zero_with_dapr_delivery() -> None:
+    with pytest.raises(cc.ChartError, match="minScale must be >= 1"):
+        cc.render_text(None, extra=["--set", "functions.audit.minScale=0"])
+
+
+def test_schema_rejects_queue_proxy_metrics_port() -> None:
+    with pytest.raises(cc.ChartError, match="metricsPort"):
+        cc.render_text(None, extra=["--set", "dapr.metricsPort=9090"])
+
+
+# ---- the checks themselves must bite: break a rendered object, expect a finding ----
+
+
+def _pods(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service" and "serving" in o["apiVersion"]}
+
+
+@pytest.fixture()
+def dapr_objs(rendered: Any) -> tuple[Any, list[dict[str, Any]]]:
+    variant = cc.Variant(None, "dapr", True)
+    return variant, copy.deepcopy(_render(rendered, variant)[1])
+
+
+def test_check_catches_writable_root(dapr_objs: Any) -> None:
+    _, objs = dapr_objs
+    _pods(objs)["audit"]["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = (
+        False
+    )
+    assert any("readOnlyRootFilesystem" in e for e in cc.check_restricted(objs))
+
+
+def test_check_catches_metrics_port_9090(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    _pods(objs)["notifier"]["spec"]["template"]["metadata"]["annotations"]["dapr.io/metrics-port"] = "9090"
+    assert any("metrics-port" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_consumer_at_zero(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    _pods(objs)["recurrence"]["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "0"
+    assert any("min-scale" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_missing_dead_letter_topic(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    sub = next(o for o in objs if o["kind"] == "Subscription")
+    del sub["spec"]["deadLetterTopic"]
+    assert any("deadLetterTopic" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_missing_routing_rule(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    sub = next(o for o in objs if o["kind"] == "Subscription" and o["scopes"] == ["recurrence"])
+    sub["spec"]["routes"] = {"default": "/events/task-completed"}
+    assert any("routing rule" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_sources_in_dapr_mode(dapr_objs: Any, rendered: Any) -> None:
+    variant, objs = dapr_objs
+    _, knative_objs = _render(rendered, cc.Variant(None, "knative", True))
+    objs += [o for o in knative_objs if o["kind"] in {"KafkaSource", "PingSource"}]
+    assert any("no KafkaSource or PingSource" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_literal_secret_env(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    env = _pods(objs)["tasks-api"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    env.append({"name": "TASKFLOW_JWT_SECRET", "value": "hunter2"})
+    assert any("literal value" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_plaintext_secret(rendered: Any) -> None:
+    variant = cc.Variant(None, "dapr", True)
+    text, objs = _render(rendered, variant, sentinels=True)
+    objs = copy.deepcopy(objs)
+    leak = cc.SENTINELS["secrets.jwtSecret"]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leak"}, "data": {"jwt": leak}}
+    assert cc.check_no_plaintext_secrets(text + f"\n---\n# {leak}\n", [*objs, cm])
+
+
+def test_schema_validation_catches_unknown_and_wrong_fields(dapr_objs: Any) -> None:
+    _, objs = dapr_objs
+    sub = next(o for o in objs if o["kind"] == "Subscription")
+    sub["spec"]["deadLetterTopc"] = "typo"
+    ksvc = _pods(objs)["audit"]
+    ksvc["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+    errors = cc.validate_all([sub, ksvc])
+    assert any("deadLetterTopc" in e for e in errors)
+    assert any("containerPort" in e or "'8080'" in e for e in errors)
+
+
+def test_a_broken_chart_fails_the_checks(tmp_path: Path) -> None:
+    """Edit a copy of the chart the way a regression would; the checks must notice."""
+    chart = tmp_path / "taskflow"
+    shutil.copytree(cc.CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    helpers.write_text(helpers.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
+    subs = chart / "templates" / "dapr-subscriptions.yaml"
+    subs.write_text(subs.read_text().replace("  deadLetterTopic: {{ $fn.topic }}-dlq\n", ""))
+    objs = cc.parse(cc.render_text(None, chart=chart))
+    assert cc.check_restricted(objs)
+    assert any("deadLetterTopic" in e for e in cc.check_contract(cc.Variant(None, "dapr", True), objs))
