@@ -106,6 +106,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run embedded mode: the API on host:port, every other function in the background."""
     from werkzeug.serving import run_simple
 
+    config.jwt_secret()  # fail fast, or warn loudly about the dev secret, before serving
     emb = Embedded().start()
     log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(config.database_url()))
     try:

@@ -11,16 +11,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
-
 from taskflow import config, events, runtime
 from taskflow.adapters import tables
 from taskflow.service_layer import handlers
+
 from tests.conftest import auth
 from tests.functions.test_tasks_api import create, iso
 
@@ -197,9 +197,9 @@ def test_crash_between_publish_and_mark_sent_has_no_duplicate_effect(client: Any
 
     monkeypatch.setattr(repository.OutboxRepository, "mark_sent", crash)
     with pytest.raises(RuntimeError):
-        handlers.relay_outbox(runtime.engine(), up, datetime.now(timezone.utc))
+        handlers.relay_outbox(runtime.engine(), up, datetime.now(UTC))
     monkeypatch.setattr(repository.OutboxRepository, "mark_sent", real)
-    handlers.relay_outbox(runtime.engine(), up, datetime.now(timezone.utc))
+    handlers.relay_outbox(runtime.engine(), up, datetime.now(UTC))
     assert len(up.sent) == 2 and up.sent[0]["id"] == up.sent[1]["id"]  # re-published with the same id
     app.bus.drain()
     assert len(history(client, task["id"])) == 1
@@ -231,7 +231,7 @@ def inbox(client: Any, user: str = "alice") -> list[dict[str, Any]]:
 
 
 def test_a_due_reminder_reaches_the_inbox_once(client: Any, app: Any) -> None:
-    due = datetime.now(timezone.utc) + timedelta(seconds=1)
+    due = datetime.now(UTC) + timedelta(seconds=1)
     task = create(client, title="Stand-up", due_at=iso(due), reminders=[{"offset": "PT0S"}])
     assert tick(app)["fired"] == 0
     time.sleep(1.2)
@@ -245,7 +245,7 @@ def test_a_due_reminder_reaches_the_inbox_once(client: Any, app: Any) -> None:
 
 
 def test_no_reminder_for_completed_or_deleted_tasks_or_past_times(client: Any, app: Any) -> None:
-    soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
     done = create(client, due_at=iso(soon), reminders=[{"offset": "PT0S"}])
     gone = create(client, due_at=iso(soon), reminders=[{"offset": "PT0S"}])
     create(client, due_at=iso(soon + timedelta(days=1)), reminders=[{"at": iso(soon - timedelta(minutes=5))}])
@@ -257,9 +257,9 @@ def test_no_reminder_for_completed_or_deleted_tasks_or_past_times(client: Any, a
 
 
 def test_changing_due_re_bases_relative_reminders(client: Any, app: Any) -> None:
-    far = datetime.now(timezone.utc) + timedelta(days=3)
+    far = datetime.now(UTC) + timedelta(days=3)
     task = create(client, due_at=iso(far), reminders=[{"offset": "-PT15M"}])
-    soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
     client.patch(f"/v1/tasks/{task['id']}", json={"due_at": iso(soon + timedelta(minutes=15))}, headers=auth())
     time.sleep(1.2)
     assert tick(app)["fired"] == 1
@@ -271,12 +271,12 @@ def _backdate(task_id: str, by: timedelta) -> None:
         conn.execute(
             update(tables.reminders)
             .where(tables.reminders.c.task_id == task_id)
-            .values(fire_at=datetime.now(timezone.utc) - by)
+            .values(fire_at=datetime.now(UTC) - by)
         )
 
 
 def test_after_downtime_recent_reminders_fire_late_and_old_ones_are_missed(client: Any, app: Any) -> None:
-    later = iso(datetime.now(timezone.utc) + timedelta(days=2))
+    later = iso(datetime.now(UTC) + timedelta(days=2))
     recent = create(client, title="recent", due_at=later, reminders=[{"offset": "-PT1H"}])
     old = create(client, title="old", due_at=later, reminders=[{"offset": "-PT1H"}])
     _backdate(recent["id"], timedelta(hours=3))
@@ -287,7 +287,7 @@ def test_after_downtime_recent_reminders_fire_late_and_old_ones_are_missed(clien
 
 
 def test_grace_period_follows_the_configuration_store_live(client: Any, app: Any) -> None:
-    later = iso(datetime.now(timezone.utc) + timedelta(days=2))
+    later = iso(datetime.now(UTC) + timedelta(days=2))
     task = create(client, title="late", due_at=later, reminders=[{"offset": "-PT1H"}])
     _backdate(task["id"], timedelta(hours=3))
     with runtime.engine().begin() as conn:  # an operator shortens the grace period to one hour
@@ -300,7 +300,7 @@ class Receiver(BaseHTTPRequestHandler):
     answers: list[int] = []
     received: list[tuple[dict[str, str], bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Receiver.received.append(({k: v for k, v in self.headers.items()}, body))
         self.send_response(Receiver.answers.pop(0) if Receiver.answers else 204)
@@ -325,7 +325,7 @@ def test_webhook_is_signed_retried_and_never_duplicates_the_inbox(client: Any, a
     assert client.put("/v1/settings", json={"webhook_url": receiver}, headers=auth()).status_code == 200
     Receiver.answers = [500, 503]  # the receiver fails twice, then accepts
     app.bus.backoff = 0.01
-    soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
     create(client, title="Ping", due_at=iso(soon), reminders=[{"offset": "PT0S"}])
     time.sleep(1.2)
     tick(app)
