@@ -13,7 +13,9 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "events"
 
 
 def rendered() -> dict[str, str]:
-    return {f"{etype}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for etype, schema in json_schemas().items()}
+    return {
+        f"{etype}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for etype, schema in json_schemas().items()
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,164 @@
+"""Behaviour that only a real PostgreSQL shows: SKIP LOCKED claims, the search index, the
+configuration trigger, migrations both ways."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from taskflow.adapters import db
+from taskflow.adapters.repository import OutboxRepository, ReminderRepository, TaskRepository
+from taskflow.domain import model
+from taskflow.events import Envelope
+
+from tests.conftest import _pg_url
+
+pytestmark = pytest.mark.postgres
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def engine() -> Any:
+    return db.engine_for(_pg_url())
+
+
+def _envelope(i: int) -> Envelope:
+    return Envelope(
+        id=f"00000000-0000-0000-0000-{i:012d}",
+        type="t",
+        source="/s",
+        subject="x",
+        time="",
+        topic="task-events",
+        partition_key=f"k{i}",
+        data={},
+    )
+
+
+def test_two_relays_claim_disjoint_outbox_rows(engine: Any) -> None:
+    with engine.begin() as conn:
+        repo = OutboxRepository(conn)
+        for i in range(10):
+            repo.add(_envelope(i), NOW)
+    with engine.connect() as a, engine.connect() as b:
+        ta, tb = a.begin(), b.begin()
+        first = OutboxRepository(a).claim_pending(6)
+        second = OutboxRepository(b).claim_pending(6)
+        assert len(first) == 6 and len(second) == 4
+        assert not {r.event_id for r in first} & {r.event_id for r in second}
+        ta.rollback()
+        tb.rollback()
+
+
+def test_two_dispatchers_claim_disjoint_reminders(engine: Any) -> None:
+    with engine.begin() as conn:
+        tasks, reminders = TaskRepository(conn), ReminderRepository(conn)
+        for _ in range(8):
+            task = model.Task.create(
+                "alice",
+                "alice",
+                title="t",
+                due_at=NOW + timedelta(days=1),
+                reminders=[model.Reminder(at=NOW + timedelta(seconds=1))],
+            )
+            tasks.add(task)
+            reminders.sync(task, NOW)
+    later = NOW + timedelta(seconds=5)
+    with engine.connect() as a, engine.connect() as b:
+        ta, tb = a.begin(), b.begin()
+        first = ReminderRepository(a).claim_due(later, 5)
+        second = ReminderRepository(b).claim_due(later, 5)
+        assert len(first) == 5 and len(second) == 3
+        assert not {r.id for r in first} & {r.id for r in second}
+        ta.rollback()
+        tb.rollback()
+
+
+def test_search_uses_the_gin_index(engine: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = (
+            conn.execute(
+                text(
+                    "EXPLAIN SELECT id FROM tasks WHERE owner_id = 'a' AND search_vector @@ to_tsquery('simple', 'milk:*')"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert any("ix_tasks_search" in line for line in plan), plan
+
+
+def test_configuration_changes_are_announced_on_the_channel(engine: Any) -> None:
+    """configuration.postgresql subscribes with LISTEN; our trigger must NOTIFY on every change."""
+    url = _pg_url()
+    import pg8000.native
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    listener = pg8000.native.Connection(
+        u.username, host=u.host, port=u.port or 5432, database=u.database, password=u.password
+    )
+    listener.run("LISTEN taskflow_config_changed")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO taskflow_config (key, value, version) VALUES ('k', 'v', '1')"))
+    listener.run("SELECT 1")
+    notes = listener.notifications
+    listener.close()
+    assert notes, "no NOTIFY"
+    payload = json.loads(notes[0][2])
+    assert payload["action"] == "INSERT" and payload["data"]["key"] == "k"
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path: Any) -> None:
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    url = _pg_url()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("taskflow") / "migrations"))
+    engine = db.engine_for(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('tasks')")).scalar() is None
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('tasks')")).scalar() == "tasks"
+
+
+def test_concurrent_completes_emit_one_event(engine: Any) -> None:
+    from taskflow.service_layer import handlers
+    from taskflow.service_layer.unit_of_work import UnitOfWork
+
+    with UnitOfWork(engine) as uow:
+        task = handlers.create_task(uow, "alice", {"title": "race"}, NOW)
+        uow.commit()
+    errors: list[BaseException] = []
+
+    def complete() -> None:
+        try:
+            with UnitOfWork(engine) as uow:
+                handlers.complete_task(uow, "alice", task.id, None, datetime.now(UTC))
+                uow.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=complete) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM outbox WHERE event LIKE '%task.completed%'")).scalar()
+    assert n == 1
