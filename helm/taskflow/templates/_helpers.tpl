@@ -282,6 +282,10 @@ dapr.io/scheduler-host-address: ""
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- if has .name (list "tasks-api" "notifier") }}
+- name: TASKFLOW_WEBHOOK_BASE_URL
+  value: {{ $v.webhook.baseUrl | quote }}
+{{- end }}
 {{- if eq .name "notifier" }}
 - name: TASKFLOW_WEBHOOK_SIGNING_KEY
   valueFrom:
