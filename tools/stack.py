@@ -213,7 +213,7 @@ class Stack:
     functions_dir: where ``<folder>/main.py`` live (default: the repository's ``functions/``).
     only: app-ids to start (default: all six).
     port: tasks-api's app port (default ``$PORT`` or 8080); other apps use port+1.. port+5.
-    dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 50001, 9190).
+    dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 3550, 9190).
     migrate: run ``python -m taskflow.cli migrate`` (default True).
     stop_kafka: stop Kafka on ``stop()`` if this stack started it (default True).
     extra_env: added to every function's environment.
@@ -223,7 +223,9 @@ class Stack:
     only: list[str] | None = None
     port: int = field(default_factory=lambda: int(os.environ.get("PORT", "8080")))
     dapr_http_base: int = 3500
-    dapr_grpc_base: int = 50001
+    # not Dapr's usual 50001: 50001-50006 lie in Linux's ephemeral port range (32768-60999), and an
+    # outgoing connection holding one of them made daprd fail with "bind: address already in use"
+    dapr_grpc_base: int = 3550
     metrics_base: int = 9190
     migrate: bool = True
     stop_kafka: bool = True
