@@ -9,6 +9,7 @@ CLI::
     python tools/kafka_node.py start          # start (if not running), wait, create topics
     python tools/kafka_node.py stop
     python tools/kafka_node.py status
+    python tools/kafka_node.py reset          # stop and delete all data (topics, offsets)
     python tools/kafka_node.py topics         # create missing topics, list all
     python tools/kafka_node.py consume TOPIC [--timeout 10]   # JSON lines: value + headers
     python tools/kafka_node.py produce TOPIC [--key K] [--header k=v ...] < value
@@ -293,6 +294,16 @@ def stop(timeout: float = 30.0) -> None:
     PIDFILE.unlink(missing_ok=True)
 
 
+def reset() -> None:
+    """Stop the broker and delete its data (all topics and offsets); the next start formats anew."""
+    import shutil
+
+    stop()
+    if RUN.exists():
+        shutil.rmtree(RUN)
+    _log(f"deleted {RUN}")
+
+
 def ensure_topics(topics: dict[str, int] | None = None) -> dict[str, int]:
     """Create the missing topics (idempotent); return every topic with its partition count."""
     topics = TOPICS if topics is None else topics
@@ -340,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("start", help="start the broker (if needed) and create the topics")
     sub.add_parser("stop", help="stop the broker")
     sub.add_parser("status", help="is it running?")
+    sub.add_parser("reset", help="stop and delete all Kafka data (topics, offsets)")
     sub.add_parser("topics", help="create missing topics and list all")
     c = sub.add_parser("consume", help="print all records of a topic as JSON lines")
     c.add_argument("topic")
@@ -355,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"running (pid {pid or 'external'}) on {BOOTSTRAP}")
         elif args.cmd == "stop":
             stop()
+        elif args.cmd == "reset":
+            reset()
         elif args.cmd == "status":
             up = _port_open(PORT)
             print(json.dumps({"running": is_running(), "port_open": up, "pid": _pid(), "bootstrap": BOOTSTRAP}))

@@ -239,6 +239,9 @@ class Stack:
     _kafka_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
 
+    def __post_init__(self) -> None:
+        self.functions_dir = Path(self.functions_dir).resolve()
+
     # ---- public
 
     @property
