@@ -73,7 +73,9 @@ def _stamp_ok(name: str, want: dict) -> bool:
 
 def _write_stamp(name: str, data: dict) -> None:
     STAMPS.mkdir(parents=True, exist_ok=True)
-    (STAMPS / f"{name}.json").write_text(json.dumps({**data, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
+    (STAMPS / f"{name}.json").write_text(
+        json.dumps({**data, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n"
+    )
 
 
 def _need(tool: str, why: str) -> str:
@@ -83,12 +85,19 @@ def _need(tool: str, why: str) -> str:
     return path
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 3600) -> str:
+def _run(
+    cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 3600
+) -> str:
     log(f"  $ {' '.join(cmd)}")
     t0 = time.monotonic()
     try:
         res = subprocess.run(
-            cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+            cmd,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as e:
         raise BootstrapError(f"{what}: timed out after {timeout}s") from e
@@ -122,12 +131,20 @@ def step_daprd(force: bool = False) -> None:
     BIN.mkdir(parents=True, exist_ok=True)
     _run(
         [
-            "go", "build", "-tags", "stablecomponents", "-trimpath",
-            "-ldflags", f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
-            "-o", str(DAPRD), "github.com/dapr/dapr/cmd/daprd",
+            "go",
+            "build",
+            "-tags",
+            "stablecomponents",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
+            "-o",
+            str(DAPRD),
+            "github.com/dapr/dapr/cmd/daprd",
         ],
         f"building daprd {DAPR_VERSION} (github.com/dapr/dapr/cmd/daprd in tools/daprd)",
-        cwd=mod, env={"CGO_ENABLED": "0"},
+        cwd=mod,
+        env={"CGO_ENABLED": "0"},
     )
     got = _version_of(DAPRD, ["--version"])
     if got != DAPR_VERSION:
@@ -149,13 +166,19 @@ def step_helm(force: bool = False) -> None:
     BIN.mkdir(parents=True, exist_ok=True)
     _run(
         [
-            "go", "build", "-trimpath",
-            "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
+            "go",
+            "build",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
-            "-o", str(HELM), "helm.sh/helm/v3/cmd/helm",
+            "-o",
+            str(HELM),
+            "helm.sh/helm/v3/cmd/helm",
         ],
         f"building helm {HELM_VERSION} (helm.sh/helm/v3/cmd/helm in tools/helm)",
-        cwd=mod, env={"CGO_ENABLED": "0"},
+        cwd=mod,
+        env={"CGO_ENABLED": "0"},
     )
     got = _version_of(HELM, ["version", "--template", "{{.Version}}"])
     if got != HELM_VERSION:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -188,8 +189,18 @@ def _format_storage() -> None:
     cid = _cluster_id()
     _log(f"formatting KRaft storage in {DATA} (cluster id {cid})")
     cmd = [
-        _java(), "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J}", "-cp", _classpath(),
-        "kafka.tools.StorageTool", "format", "--standalone", "-t", cid, "-c", str(PROPS),
+        _java(),
+        "-Xmx256m",
+        f"-Dlog4j2.configurationFile={LOG4J}",
+        "-cp",
+        _classpath(),
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        "-t",
+        cid,
+        "-c",
+        str(PROPS),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
@@ -198,9 +209,16 @@ def _format_storage() -> None:
 
 def _tool(*args: str, timeout: float = 60, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     cmd = [
-        _java(), "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
-        f"-Dlog4j2.configurationFile={LOG4J if LOG4J.exists() else ''}", "-Dlog4j2.level=warn",
-        "-cp", _classpath(with_tool=True), "TaskflowKafkaTool", *args,
+        _java(),
+        "-Xmx256m",
+        "-XX:TieredStopAtLevel=1",
+        "-Xshare:auto",
+        f"-Dlog4j2.configurationFile={LOG4J if LOG4J.exists() else ''}",
+        "-Dlog4j2.level=warn",
+        "-cp",
+        _classpath(with_tool=True),
+        "TaskflowKafkaTool",
+        *args,
     ]
     return subprocess.run(cmd, capture_output=True, timeout=timeout, input=stdin)
 
@@ -240,14 +258,27 @@ def start(timeout: float = 90.0, topics: bool = True) -> int:
         LOGS.mkdir(parents=True, exist_ok=True)
         logf = open(LOGS / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
         cmd = [
-            _java(), HEAP, "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J}",
-            f"-Dkafka.logs.dir={LOGS}", "-cp", _classpath(), "kafka.Kafka", str(PROPS),
+            _java(),
+            HEAP,
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            f"-Dkafka.logs.dir={LOGS}",
+            "-cp",
+            _classpath(),
+            "kafka.Kafka",
+            str(PROPS),
         ]
         _log(f"starting broker on {BOOTSTRAP} (controller {HOST}:{CONTROLLER_PORT}), log {LOGS / 'kafka.log'}")
         proc = subprocess.Popen(
-            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=str(RUN), start_new_session=True,
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(RUN),
+            start_new_session=True,
         )
         logf.close()
         PIDFILE.write_text(f"{proc.pid}\n")
@@ -269,10 +300,8 @@ def stop(timeout: float = 30.0) -> None:
         PIDFILE.unlink(missing_ok=True)
         return
     _log(f"stopping broker (pid {pid})")
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -280,17 +309,13 @@ def stop(timeout: float = 30.0) -> None:
         except ProcessLookupError:
             break
         # reap if it is our child
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.2)
     else:
         _log("broker did not stop in time; killing it")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     PIDFILE.unlink(missing_ok=True)
 
 

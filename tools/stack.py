@@ -24,6 +24,7 @@ Secret values are written to a 0600 file and never printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -99,7 +100,7 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def _http_status(url: str, timeout: float = 2.0) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local URLs only
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -272,20 +273,16 @@ class Stack:
             procs = [getattr(a, kind) for a in self.apps.values() if getattr(a, kind) is not None]
             for p in procs:
                 if p.alive():
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(p.popen.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
             deadline = time.monotonic() + 15
             for p in procs:
                 try:
                     p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     log(f"{p.name} did not stop in time; killing it")
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(p.popen.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                     p.popen.wait(timeout=5)
             for a in self.apps.values():
                 setattr(a, kind, None)
@@ -313,14 +310,19 @@ class Stack:
             raise StackError(f"no function selected by only={self.only}")
         self.apps = {
             f.app_id: App(
-                f, self.port + f.index, self.dapr_http_base + f.index, self.dapr_grpc_base + f.index,
+                f,
+                self.port + f.index,
+                self.dapr_http_base + f.index,
+                self.dapr_grpc_base + f.index,
                 self.metrics_base + f.index,
             )
             for f in specs
         }
         busy = [
-            f"{a.app_id}:{p}" for a in self.apps.values()
-            for p in (a.app_port, a.dapr_http_port, a.dapr_grpc_port, a.metrics_port) if _port_open(p)
+            f"{a.app_id}:{p}"
+            for a in self.apps.values()
+            for p in (a.app_port, a.dapr_http_port, a.dapr_grpc_port, a.metrics_port)
+            if _port_open(p)
         ]
         if busy:
             raise StackError(f"ports already in use: {', '.join(busy)} (another stack running? set PORT)")
@@ -412,8 +414,12 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
         log("running migrations: python -m taskflow.cli migrate")
         env = {**os.environ, "TASKFLOW_DATABASE_URL": database_url, "TASKFLOW_MODE": "dapr"}
         res = subprocess.run(
-            [_venv_bin("python"), "-m", "taskflow.cli", "migrate"], cwd=REPO, env=env,
-            capture_output=True, text=True, timeout=300,
+            [_venv_bin("python"), "-m", "taskflow.cli", "migrate"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if res.returncode != 0:
             out = (res.stdout + res.stderr).replace(database_url, "***")
@@ -443,7 +449,12 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
             f.flush()
             offset = f.tell()
             popen = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # own process group: Ctrl-C reaches us, we stop them in order
             )
         return Proc(name, popen, logfile, offset)
@@ -453,8 +464,15 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
         if not source.exists():
             raise StackError(f"{source} does not exist")
         cmd = [
-            _venv_bin("functions-framework"), "--source", str(source), "--target", a.spec.folder,
-            "--host", "127.0.0.1", "--port", str(a.app_port),
+            _venv_bin("functions-framework"),
+            "--source",
+            str(source),
+            "--target",
+            a.spec.folder,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(a.app_port),
         ]
         a.app = self._spawn(f"{a.app_id}-app", cmd, self._app_env(a), LOGS / f"{a.app_id}-app.log")
 
@@ -463,19 +481,32 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
         env["APP_API_TOKEN"] = self.app_api_token
         cmd = [
             str(DAPRD),
-            "--app-id", a.app_id,
-            "--app-port", str(a.app_port),
-            "--app-channel-address", "127.0.0.1",
-            "--app-protocol", "http",
-            "--dapr-http-port", str(a.dapr_http_port),
-            "--dapr-grpc-port", str(a.dapr_grpc_port),
-            "--dapr-listen-addresses", "127.0.0.1",
-            "--metrics-port", str(a.metrics_port),
-            "--resources-path", str(resources),
-            "--config", str(config),
-            "--disable-init-endpoints", "config,subscribe",
-            "--log-level", self.log_level,
-            "--dapr-graceful-shutdown-seconds", "5",
+            "--app-id",
+            a.app_id,
+            "--app-port",
+            str(a.app_port),
+            "--app-channel-address",
+            "127.0.0.1",
+            "--app-protocol",
+            "http",
+            "--dapr-http-port",
+            str(a.dapr_http_port),
+            "--dapr-grpc-port",
+            str(a.dapr_grpc_port),
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+            "--metrics-port",
+            str(a.metrics_port),
+            "--resources-path",
+            str(resources),
+            "--config",
+            str(config),
+            "--disable-init-endpoints",
+            "config,subscribe",
+            "--log-level",
+            self.log_level,
+            "--dapr-graceful-shutdown-seconds",
+            "5",
         ]
         a.daprd = self._spawn(f"{a.app_id}-daprd", cmd, env, LOGS / f"{a.app_id}-daprd.log")
 
@@ -494,8 +525,9 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
                 if 200 <= _http_status(url) < 300:
                     del pending[name]
             if time.monotonic() > deadline:
-                raise StackError(f"not healthy after {self.startup_timeout:.0f}s: {', '.join(sorted(pending))} "
-                                 f"(logs in {LOGS})")
+                raise StackError(
+                    f"not healthy after {self.startup_timeout:.0f}s: {', '.join(sorted(pending))} (logs in {LOGS})"
+                )
             if pending:
                 time.sleep(0.5)
         errors = self._component_errors()
@@ -515,10 +547,17 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
     def print_topology(self) -> None:
         rows = [("app-id", "function", "app", "dapr http", "dapr grpc", "metrics", "logs")]
         for a in self.apps.values():
-            rows.append((
-                a.app_id, a.spec.folder, str(a.app_port), str(a.dapr_http_port), str(a.dapr_grpc_port),
-                str(a.metrics_port), f".cache/run/logs/{a.app_id}-{{app,daprd}}.log",
-            ))
+            rows.append(
+                (
+                    a.app_id,
+                    a.spec.folder,
+                    str(a.app_port),
+                    str(a.dapr_http_port),
+                    str(a.dapr_grpc_port),
+                    str(a.metrics_port),
+                    f".cache/run/logs/{a.app_id}-{{app,daprd}}.log",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -559,8 +598,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     stack = Stack(
-        functions_dir=args.functions_dir, only=args.only, migrate=not args.no_migrate,
-        run_bootstrap=not args.no_bootstrap, stop_kafka=not args.keep_kafka, log_level=args.log_level,
+        functions_dir=args.functions_dir,
+        only=args.only,
+        migrate=not args.no_migrate,
+        run_bootstrap=not args.no_bootstrap,
+        stop_kafka=not args.keep_kafka,
+        log_level=args.log_level,
     )
     stopping = threading.Event()
 
