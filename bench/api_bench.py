@@ -19,9 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from werkzeug.serving import make_server
-
 from common import fresh_database, percentiles, run_sql, seed_tasks_sql
+from werkzeug.serving import make_server
 
 
 def main() -> None:
@@ -32,15 +31,19 @@ def main() -> None:
     args = ap.parse_args()
 
     url = fresh_database("taskflow_bench_api")
-    os.environ.update(TASKFLOW_DATABASE_URL=url, TASKFLOW_JWT_SECRET="bench-secret-" + "x" * 32,
-                      TASKFLOW_MODE="embedded", TASKFLOW_LOG_LEVEL="WARNING")
+    os.environ.update(
+        TASKFLOW_DATABASE_URL=url,
+        TASKFLOW_JWT_SECRET="bench-secret-" + "x" * 32,
+        TASKFLOW_MODE="embedded",
+        TASKFLOW_LOG_LEVEL="WARNING",
+    )
+    import logging
+
     import functions_framework
 
     from taskflow import config, runtime
     from taskflow.adapters import db
     from taskflow.api.auth import issue
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     config.reset()
@@ -49,8 +52,10 @@ def main() -> None:
     run_sql(db.engine_for(url), seed_tasks_sql("bench-user", args.tasks))
     print(f"seeded {args.tasks} tasks in {time.perf_counter() - t0:.1f} s")
 
-    app = functions_framework.create_app(target="tasks_api", source=str(runtime.__file__).replace(
-        "shared/taskflow/runtime.py", "functions/tasks_api/main.py"))
+    app = functions_framework.create_app(
+        target="tasks_api",
+        source=str(runtime.__file__).replace("shared/taskflow/runtime.py", "functions/tasks_api/main.py"),
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
@@ -76,8 +81,16 @@ def main() -> None:
         return {**percentiles(lat), "req_per_s": round(n / wall, 1)}
 
     def create(c: httpx.Client, i: int) -> None:
-        r = c.post("/v1/tasks", json={"title": f"bench {i}", "tags": ["work"], "priority": "high",
-                                      "due_at": "2031-01-01T10:00:00Z", "reminders": [{"offset": "-PT15M"}]})
+        r = c.post(
+            "/v1/tasks",
+            json={
+                "title": f"bench {i}",
+                "tags": ["work"],
+                "priority": "high",
+                "due_at": "2031-01-01T10:00:00Z",
+                "reminders": [{"offset": "-PT15M"}],
+            },
+        )
         assert r.status_code == 201, r.text
 
     cursor = httpx.get(base + "/v1/tasks?limit=50", headers=headers).json()["next_cursor"]
@@ -91,9 +104,11 @@ def main() -> None:
     }
     results: dict[str, Any] = {"create": timed(create, args.requests)}
     for name, path in queries.items():
+
         def get(c: httpx.Client, i: int, path: str = path) -> None:
             r = c.get(path)
             assert r.status_code == 200, r.text
+
         results[name] = timed(get, max(200, args.requests // 4))
     server.shutdown()
     print(json.dumps({"tasks": args.tasks, "threads": args.threads, "results": results}, indent=2))

@@ -4,11 +4,15 @@ import re
 
 import functions_framework
 from flask import Request, Response
+
 from taskflow import events, runtime
 from taskflow.api.consumers import consume, guarded
 from taskflow.api.http import HttpError, json_response
 from taskflow.domain.model import utcnow
+from taskflow.observability import configure_logging
 from taskflow.service_layer import handlers
+
+configure_logging()
 
 _HISTORY = re.compile(r"^/history/([0-9a-fA-F-]{36})/?$")
 

@@ -2,10 +2,14 @@
 
 import functions_framework
 from flask import Request, Response
+
 from taskflow import runtime
 from taskflow.api.consumers import cron
 from taskflow.domain.model import utcnow
+from taskflow.observability import configure_logging
 from taskflow.service_layer import handlers
+
+configure_logging()
 
 
 def _tick() -> dict[str, int]:

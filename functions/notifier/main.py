@@ -2,11 +2,15 @@
 
 import functions_framework
 from flask import Request, Response
+
 from taskflow import config, events, runtime
 from taskflow.api.app import check_webhook_url
 from taskflow.api.consumers import consume
 from taskflow.domain.model import utcnow
+from taskflow.observability import configure_logging
 from taskflow.service_layer import handlers
+
+configure_logging()
 
 
 def _notify(received: events.Received) -> str:

@@ -4,12 +4,16 @@ from datetime import timedelta
 
 import functions_framework
 from flask import Request, Response
+
 from taskflow import config, runtime
 from taskflow.api.consumers import LiveConfig, cron, guarded
 from taskflow.domain.model import utcnow
+from taskflow.observability import configure_logging
 from taskflow.service_layer import handlers
 
-GRACE_KEY = "reminder-grace-seconds"
+configure_logging()
+
+GRACE_KEY = "reminder_grace_seconds"
 _live: LiveConfig | None = None
 
 

@@ -2,7 +2,11 @@
 
 import functions_framework
 from flask import Request, Response
+
 from taskflow.api.app import handle
+from taskflow.observability import configure_logging
+
+configure_logging()
 
 
 @functions_framework.http

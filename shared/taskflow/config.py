@@ -35,6 +35,7 @@ class Settings:
     jwt_issuer: str | None
     jwt_audience: str | None
     secret_store: str
+    secret_name: str | None
     pubsub: str
     state_store: str
     config_store: str
@@ -69,6 +70,7 @@ def settings() -> Settings:
         jwt_issuer=_env("TASKFLOW_JWT_ISSUER"),
         jwt_audience=_env("TASKFLOW_JWT_AUDIENCE"),
         secret_store=_env("TASKFLOW_SECRET_STORE", "taskflow-secrets") or "",
+        secret_name=_env("TASKFLOW_SECRET_NAME"),
         pubsub=_env("TASKFLOW_PUBSUB", "taskflow-pubsub") or "",
         state_store=_env("TASKFLOW_STATE_STORE", "taskflow-state") or "",
         config_store=_env("TASKFLOW_CONFIG_STORE", "taskflow-config") or "",

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+
 from taskflow import config, events, runtime
 from taskflow.adapters import tables
 from taskflow.service_layer import handlers
-
 from tests.conftest import auth
 from tests.functions.test_tasks_api import create, iso
 
@@ -269,9 +269,7 @@ def test_changing_due_re_bases_relative_reminders(client: Any, app: Any) -> None
 def _backdate(task_id: str, by: timedelta) -> None:
     with runtime.engine().begin() as conn:
         conn.execute(
-            update(tables.reminders)
-            .where(tables.reminders.c.task_id == task_id)
-            .values(fire_at=datetime.now(UTC) - by)
+            update(tables.reminders).where(tables.reminders.c.task_id == task_id).values(fire_at=datetime.now(UTC) - by)
         )
 
 
@@ -291,7 +289,7 @@ def test_grace_period_follows_the_configuration_store_live(client: Any, app: Any
     task = create(client, title="late", due_at=later, reminders=[{"offset": "-PT1H"}])
     _backdate(task["id"], timedelta(hours=3))
     with runtime.engine().begin() as conn:  # an operator shortens the grace period to one hour
-        conn.execute(tables.taskflow_config.insert().values(key="reminder-grace-seconds", value="3600", version="1"))
+        conn.execute(tables.taskflow_config.insert().values(key="reminder_grace_seconds", value="3600", version="1"))
     assert tick(app) == {"fired": 0, "late": 0, "missed": 1}
     assert inbox(client) == []
 

@@ -4,7 +4,7 @@ occurrence through the bus, exactly once (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taskflow import events
@@ -46,7 +46,12 @@ def test_completing_creates_the_next_occurrence_in_the_tasks_time_zone(client: A
     assert nxt["status"] == "open"
     assert nxt["due_at"] == "2030-03-10T13:00:00Z"  # 09:00 EDT: the wall clock is kept across DST
     assert (nxt["title"], nxt["description"], nxt["priority"], nxt["tags"], nxt["timezone"]) == (
-        "Water plants", "balcony", "high", ["home"], "America/New_York")
+        "Water plants",
+        "balcony",
+        "high",
+        ["home"],
+        "America/New_York",
+    )
     assert nxt["recurrence"] == first["recurrence"]
     # relative reminders re-based on the new due, absolute ones shifted by the same delta (23 h)
     assert nxt["reminders"] == [{"offset": "-PT30M"}, {"at": "2030-03-10T11:00:00Z"}]
@@ -58,8 +63,12 @@ def test_duplicate_delivery_and_reopen_complete_create_one_occurrence(client: An
     first = create(client, due_at="2030-01-07T09:00:00Z", recurrence={"rule": "FREQ=WEEKLY;BYDAY=MO"})
     done = complete(client, app, first["id"])
     event = {
-        "specversion": "1.0", "id": "dup-1", "type": events.TASK_COMPLETED, "source": "/tests",
-        "subject": first["id"], "data": {"task": done, "actor": "alice", "changes": {}},
+        "specversion": "1.0",
+        "id": "dup-1",
+        "type": events.TASK_COMPLETED,
+        "source": "/tests",
+        "subject": first["id"],
+        "data": {"task": done, "actor": "alice", "changes": {}},
     }
     body, headers = structured(event)
     rec = app.apps["recurrence"].test_client()
@@ -86,28 +95,40 @@ def test_deleting_an_occurrence_ends_the_series(client: Any, app: Any) -> None:
     second = series(client, first["id"])[1]
     client.delete(f"/v1/tasks/{second['id']}", headers=auth())
     # a late redelivery of occurrence 1's completion must not resurrect occurrence 2
-    body, headers = structured({
-        "specversion": "1.0", "id": "late-1", "type": events.TASK_COMPLETED, "source": "/tests",
-        "subject": first["id"], "data": {"task": done, "actor": "alice", "changes": {}},
-    })
+    body, headers = structured(
+        {
+            "specversion": "1.0",
+            "id": "late-1",
+            "type": events.TASK_COMPLETED,
+            "source": "/tests",
+            "subject": first["id"],
+            "data": {"task": done, "actor": "alice", "changes": {}},
+        }
+    )
     app.apps["recurrence"].test_client().post("/events/task-completed", data=body, headers=headers)
     assert [t["occurrence"] for t in series(client, first["id"])] == [1]
 
 
 def test_anchor_due_skips_missed_instances(client: Any, app: Any) -> None:
-    past = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=10, hours=1)
+    past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10, hours=1)
     first = create(client, due_at=past.isoformat().replace("+00:00", "Z"), recurrence={"rule": "FREQ=DAILY"})
     complete(client, app, first["id"])
     nxt = series(client, first["id"])[1]
     due = datetime.fromisoformat(nxt["due_at"].replace("Z", "+00:00"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert now < due <= now + timedelta(days=1)  # no pile-up of ten overdue copies
 
 
 def test_recurrence_ignores_other_event_types(app: Any) -> None:
-    body, headers = structured({
-        "specversion": "1.0", "id": "x", "type": events.TASK_CREATED, "source": "/t", "subject": "s",
-        "data": json.loads(json.dumps({"task": {}, "actor": "a"})),
-    })
+    body, headers = structured(
+        {
+            "specversion": "1.0",
+            "id": "x",
+            "type": events.TASK_CREATED,
+            "source": "/t",
+            "subject": "s",
+            "data": json.loads(json.dumps({"task": {}, "actor": "a"})),
+        }
+    )
     resp = app.apps["recurrence"].test_client().post("/events/task-completed", data=body, headers=headers)
     assert resp.get_json() in ({"status": "SUCCESS"}, {"status": "DROP"})

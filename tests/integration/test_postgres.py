@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+
 from taskflow.adapters import db
 from taskflow.adapters.repository import OutboxRepository, ReminderRepository, TaskRepository
 from taskflow.domain import model
 from taskflow.events import Envelope
-
 from tests.conftest import _pg_url
 
 pytestmark = pytest.mark.postgres
@@ -84,7 +84,8 @@ def test_search_uses_the_gin_index(engine: Any) -> None:
         plan = (
             conn.execute(
                 text(
-                    "EXPLAIN SELECT id FROM tasks WHERE owner_id = 'a' AND search_vector @@ to_tsquery('simple', 'milk:*')"
+                    "EXPLAIN SELECT id FROM tasks WHERE owner_id = 'a' "
+                    "AND search_vector @@ to_tsquery('simple', 'milk:*')"
                 )
             )
             .scalars()

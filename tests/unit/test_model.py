@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from taskflow.domain import model
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from taskflow.domain.recurrence import RecurrenceError, next_due, validate_rule
 
 NY = "America/New_York"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from taskflow.api.webhooks import validate_webhook_url
 
 

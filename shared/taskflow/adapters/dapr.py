@@ -131,13 +131,20 @@ class DaprConfig:
         items = resp.json() or {}
         return {k: str(v.get("value")) for k, v in items.items() if isinstance(v, dict)}
 
+    def subscribe(self, keys: list[str]) -> None:
+        resp = client().get(f"/v1.0/configuration/{self.store}/subscribe", params=[("key", k) for k in keys])
+        resp.raise_for_status()
+
 
 class DaprSecrets:
     def __init__(self, store: str | None = None) -> None:
         self.store = store or settings().secret_store
 
     def get(self, key: str) -> str | None:
-        resp = client().get(f"/v1.0/secrets/{self.store}/{key}")
+        # A local.file store answers per key; the kubernetes store answers per Secret object, so
+        # with TASKFLOW_SECRET_NAME set we read that Secret and pick the key from it.
+        name = settings().secret_name or key
+        resp = client().get(f"/v1.0/secrets/{self.store}/{name}")
         if resp.status_code == 204:
             return None
         resp.raise_for_status()

@@ -289,3 +289,6 @@ class SqlConfig:
                 select(taskflow_config.c.key, taskflow_config.c.value).where(taskflow_config.c.key.in_(keys))
             )
             return {r[0]: r[1] for r in rows}
+
+    def subscribe(self, keys: list[str]) -> None:
+        """Embedded mode reads the table on every tick; there is nothing to subscribe to."""

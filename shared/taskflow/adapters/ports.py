@@ -54,6 +54,9 @@ class ConfigStore(Protocol):
 
     def get(self, keys: list[str]) -> dict[str, str]: ...
 
+    def subscribe(self, keys: list[str]) -> None:
+        """Ask for pushes of changes to ``keys`` (the sidecar POSTs them to /configuration/...)."""
+
 
 class SecretStore(Protocol):
     def get(self, key: str) -> str | None: ...

@@ -356,16 +356,24 @@ class OutboxRepository:
         self.conn = conn
 
     def add(self, envelope: Envelope, now: datetime) -> None:
-        self.conn.execute(
-            insert(outbox).values(
-                event_id=envelope.id,
-                topic=envelope.topic,
-                partition_key=envelope.partition_key,
-                event=envelope.to_json(),
-                created_at=now,
-                attempts=0,
-            )
-        )
+        self.add_many([envelope], now)
+
+    def add_many(self, envelopes: Sequence[Envelope], now: datetime) -> None:
+        """One multi-row INSERT (SQLAlchemy's insertmanyvalues) for a batch of events."""
+        if not envelopes:
+            return
+        rows = [
+            {
+                "event_id": e.id,
+                "topic": e.topic,
+                "partition_key": e.partition_key,
+                "event": e.to_json(),
+                "created_at": now,
+                "attempts": 0,
+            }
+            for e in envelopes
+        ]
+        self.conn.execute(insert(outbox), rows)
 
     def claim_pending(self, limit: int, older_than: datetime | None = None) -> list[PendingEvent]:
         """Oldest pending rows, locked so that concurrent relays never take the same row (SKIP LOCKED)."""

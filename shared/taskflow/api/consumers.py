@@ -93,17 +93,24 @@ class LiveConfig:
     """Live settings from the configuration store: read on each tick, updated by pushes."""
 
     def __init__(self, defaults: dict[str, str]) -> None:
+        self.defaults = dict(defaults)
         self.values = dict(defaults)
         self._lock = threading.Lock()
+        self._subscribed = False
 
     def refresh(self) -> None:
+        """Read the store; a key absent from it falls back to its default."""
+        store = runtime.config_store()
         try:
-            items = runtime.config_store().get(list(self.values))
+            if not self._subscribed:
+                store.subscribe(list(self.defaults))
+                self._subscribed = True
+            items = store.get(list(self.defaults))
         except Exception as exc:
-            log.debug("configuration store unavailable, keeping current values: %s", exc)
+            log.warning("configuration store unavailable, keeping current values: %s", exc)
             return
         with self._lock:
-            self.values.update({k: v for k, v in items.items() if k in self.values})
+            self.values = {k: items.get(k, default) for k, default in self.defaults.items()}
 
     def push(self, request: Request) -> Response:
         """Dapr configuration push: ``POST /configuration/<store>/<key>`` with ``{"id","items"}``."""

@@ -1,6 +1,7 @@
 """Alembic environment: runs against the connection TaskFlow hands it (see taskflow.adapters.db)."""
 
 from alembic import context
+
 from taskflow.adapters.tables import metadata
 
 target_metadata = metadata

@@ -185,9 +185,8 @@ def dispatch_reminders(
                 fire_at=reminder.fire_at,
                 late=late,
             )
-            envelope = events.reminder_due(data, now)
-            uow.outbox.add(envelope, now)
-            uow.pending_events.append(envelope)
+            uow.pending_events.append(events.reminder_due(data, now))
+        uow.outbox.add_many(uow.pending_events, now)
         uow.reminders.mark(fired, "fired", now)
         uow.reminders.mark(late_ids, "fired", now, late=True)
         uow.reminders.mark(missed, "missed", now)
@@ -277,6 +276,24 @@ def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def canonical_json(value: Any) -> bytes:
+    """JSON exactly as Go's encoding/json writes it: sorted keys, compact, HTML-safe escapes.
+
+    Dapr's HTTP output binding decodes the payload and re-encodes it that way, so the signature
+    must cover these bytes, the ones the receiver gets.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escaped)
+    return text.encode()
+
+
 def sign(body: bytes, key: str) -> str:
     return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
@@ -325,7 +342,7 @@ def notify(
         log.warning("webhook for notification %s not sent: %s", row["id"], exc)
         _mark_webhook(engine, row["id"], "refused", now)
         return notification
-    body = json.dumps(notification, separators=(",", ":")).encode()
+    body = canonical_json(notification)
     headers = {
         "Content-Type": "application/json",
         "X-TaskFlow-Event-Id": received.id,

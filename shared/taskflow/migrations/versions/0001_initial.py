@@ -7,6 +7,7 @@ Create Date: 2026-11-29
 
 import sqlalchemy as sa
 from alembic import op
+
 from taskflow.adapters.tables import BigId, UTCDateTime
 
 revision = "0001"
