@@ -22,7 +22,9 @@ def fresh_database(name: str) -> str:
     password = os.environ.get("TASKFLOW_BENCH_PG_PASSWORD", "taskflow_bench")
     script = f"""
     DO $$ BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'taskflow_bench') THEN CREATE ROLE taskflow_bench LOGIN; END IF;
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'taskflow_bench') THEN
+        CREATE ROLE taskflow_bench LOGIN;
+      END IF;
     END $$;
     ALTER ROLE taskflow_bench PASSWORD '{password}';
     DROP DATABASE IF EXISTS {name};

@@ -52,7 +52,8 @@ def main() -> None:
         plan = (
             conn.execute(
                 text(
-                    "EXPLAIN (ANALYZE, BUFFERS) SELECT reminders.id FROM reminders JOIN tasks ON tasks.id = reminders.task_id "
+                    "EXPLAIN (ANALYZE, BUFFERS) SELECT reminders.id FROM reminders "
+                    "JOIN tasks ON tasks.id = reminders.task_id "
                     "WHERE reminders.status = 'pending' AND reminders.fire_at <= now() "
                     "ORDER BY reminders.fire_at LIMIT 1000 FOR UPDATE OF reminders SKIP LOCKED"
                 )
