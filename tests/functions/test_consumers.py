@@ -337,3 +337,28 @@ def test_webhook_is_signed_retried_and_never_duplicates_the_inbox(client: Any, a
     assert len(items) == 1 and payload == items[0]
     tick(app)
     assert len(Receiver.received) == 3
+
+
+def test_notifier_accepts_a_binary_reminder_event(app: Any, client: Any) -> None:
+    task = create(client)
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": events.REMINDER_DUE,
+        "source": "/tests",
+        "subject": task["id"],
+        "datacontenttype": "application/json",
+        "data": {
+            "reminder_id": str(uuid.uuid4()),
+            "task_id": task["id"],
+            "owner_id": "alice",
+            "title": "binary",
+            "fire_at": "2030-01-01T09:00:00Z",
+            "late": False,
+        },
+    }
+    body, headers = binary(event)
+    notifier = app.apps["notifier"].test_client()
+    for _ in range(2):
+        assert notifier.post("/events/reminders", data=body, headers=headers).get_json() == {"status": "SUCCESS"}
+    assert [n["title"] for n in inbox(client)] == ["binary"]

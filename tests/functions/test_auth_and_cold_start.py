@@ -1,0 +1,82 @@
+"""Token verification against a JWKS endpoint and claim checks; functions do no I/O at import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from taskflow import config
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def jwks_url() -> Iterator[str]:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+    server.shutdown()
+
+
+def _rs256(claims: dict[str, Any], kid: str = "k1") -> str:
+    now = int(time.time())
+    return jwt.encode({"iat": now, "exp": now + 300, **claims}, KEY, algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_jwks_tokens_with_issuer_and_audience(client: Any, monkeypatch: Any, jwks_url: str) -> None:
+    monkeypatch.setenv("TASKFLOW_JWKS_URL", jwks_url)
+    monkeypatch.setenv("TASKFLOW_JWT_ISSUER", "https://auth.example")
+    monkeypatch.setenv("TASKFLOW_JWT_AUDIENCE", "taskflow")
+    config.reset()
+    good = _rs256({"sub": "alice", "iss": "https://auth.example", "aud": "taskflow"})
+    assert client.get("/v1/tasks", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    for bad in (
+        _rs256({"sub": "alice", "iss": "https://evil.example", "aud": "taskflow"}),
+        _rs256({"sub": "alice", "iss": "https://auth.example", "aud": "other"}),
+        _rs256({"sub": "alice", "iss": "https://auth.example", "aud": "taskflow"}, kid="unknown"),
+        # an HS256 token signed with the public key must not pass (algorithm confusion)
+        jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "k" * 32, algorithm="HS256"),
+    ):
+        assert client.get("/v1/tasks", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+
+
+def test_importing_every_function_performs_no_io() -> None:
+    """Cold start: building the six apps opens no database connection and no sidecar client."""
+    code = """
+import functions_framework, sys
+from taskflow.adapters import db, dapr
+for name in ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit"):
+    functions_framework.create_app(target=name, source=f"functions/{name}/main.py")
+assert db._engines == {}, db._engines
+assert dapr._client is None
+print("ok")
+"""
+    env = {"TASKFLOW_MODE": "dapr", "DAPR_HTTP_PORT": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
