@@ -20,6 +20,7 @@ from taskflow.adapters.ports import StateConflict
 from taskflow.api import auth
 from taskflow.api.http import (
     HttpError,
+    invalid,
     json_response,
     problem,
     read_json_object,
@@ -85,23 +86,9 @@ def handle(request: Request) -> Response:
             request.path,
         )
     except model.InvalidTask as exc:
-        invalid = HttpError(
-            422,
-            "Validation failed",
-            exc.message,
-            slug="validation",
-            errors=[{"field": exc.field, "message": exc.message, "type": "value_error"}],
-        )
-        return problem(invalid, request.path)
+        return problem(invalid(exc.field, exc.message), request.path)
     except repo.BadCursor as exc:
-        bad = HttpError(
-            422,
-            "Invalid query parameter",
-            str(exc),
-            slug="validation",
-            errors=[{"field": "cursor", "message": str(exc), "type": "value_error"}],
-        )
-        return problem(bad, request.path)
+        return problem(invalid("cursor", str(exc), "Invalid query parameter"), request.path)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
@@ -233,13 +220,7 @@ def _parse_list_query(request: Request) -> ListQuery:
     for name in request.args:
         values = request.args.getlist(name)
         if len(values) > 1:
-            raise HttpError(
-                422,
-                "Invalid query parameter",
-                f"{name} is given more than once",
-                slug="validation",
-                errors=[{"field": name, "message": "given more than once", "type": "duplicate"}],
-            )
+            raise invalid(name, "given more than once", "Invalid query parameter", "duplicate")
         value = values[0]
         if name in ("priority", "tags", "sort"):
             raw[name] = [v.strip() for v in value.split(",") if v.strip()]
@@ -253,7 +234,7 @@ def _parse_list_query(request: Request) -> ListQuery:
             "Invalid query parameter",
             "the query has invalid parameters",
             slug="validation",
-            errors=[{**e, "field": e["field"]} for e in unprocessable(exc).errors or []],
+            errors=unprocessable(exc).errors,
         ) from exc
 
 
@@ -340,13 +321,7 @@ def _notifications(request: Request, user: str | None) -> Response:
     assert user is not None
     limit = request.args.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise HttpError(
-            422,
-            "Invalid query parameter",
-            "limit must be 1..500",
-            slug="validation",
-            errors=[{"field": "limit", "message": "must be an integer 1..500", "type": "value_error"}],
-        )
+        raise invalid("limit", "must be an integer 1..500", "Invalid query parameter")
     with UnitOfWork(runtime.engine()) as uow:
         rows = uow.notifications.list(user, int(limit))
     return json_response({"items": [handlers.notification_json(r) for r in rows]})
@@ -379,13 +354,7 @@ def _settings_put(request: Request, user: str | None) -> Response:
         try:
             check_webhook_url(url)
         except ValueError as exc:
-            raise HttpError(
-                422,
-                "Validation failed",
-                str(exc),
-                slug="validation",
-                errors=[{"field": "webhook_url", "message": str(exc), "type": "value_error"}],
-            ) from exc
+            raise invalid("webhook_url", str(exc)) from exc
     with UnitOfWork(runtime.engine()) as uow:
         uow.settings.put(user, url, _now())
         uow.commit()

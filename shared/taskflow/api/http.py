@@ -37,6 +37,13 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
+def invalid(field: str, message: str, title: str = "Validation failed", kind: str = "value_error") -> HttpError:
+    """A 422 naming one offending field (body field or query parameter)."""
+    return HttpError(
+        422, title, message, slug="validation", errors=[{"field": field, "message": message, "type": kind}]
+    )
+
+
 def problem(err: HttpError, instance: str | None = None) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + err.slug if err.slug else "about:blank",

@@ -69,24 +69,26 @@ def update_task(
     return task
 
 
-def complete_task(uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | None, now: datetime) -> model.Task:
+def _transition(
+    uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | None, now: datetime, to: model.Status
+) -> model.Task:
+    """Complete or reopen; a task already in that state is answered as is, with no event."""
     task = uow.tasks.get(owner_id, task_id, for_update=True)
     _check_etag(task, if_match)
-    if task.complete(owner_id, now):
+    changed = task.complete(owner_id, now) if to is model.Status.COMPLETED else task.reopen(owner_id, now)
+    if changed:
         uow.tasks.save(task)
         uow.reminders.sync(task, now)
         _record(uow, task, now)
     return task
+
+
+def complete_task(uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | None, now: datetime) -> model.Task:
+    return _transition(uow, owner_id, task_id, if_match, now, model.Status.COMPLETED)
 
 
 def reopen_task(uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | None, now: datetime) -> model.Task:
-    task = uow.tasks.get(owner_id, task_id, for_update=True)
-    _check_etag(task, if_match)
-    if task.reopen(owner_id, now):
-        uow.tasks.save(task)
-        uow.reminders.sync(task, now)
-        _record(uow, task, now)
-    return task
+    return _transition(uow, owner_id, task_id, if_match, now, model.Status.OPEN)
 
 
 def delete_task(uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | None, now: datetime) -> None:
