@@ -17,6 +17,7 @@ from flask import Flask
 
 from taskflow import config, runtime
 from taskflow.adapters.inprocess import DirectInvoker, InProcessBus, load_subscriptions
+from taskflow.domain.model import utcnow as model_now
 
 log = logging.getLogger("taskflow.embedded")
 
@@ -67,6 +68,7 @@ class Embedded:
 
         subs = load_subscriptions(self.root / "dapr" / "subscriptions.yaml")
         self.bus = InProcessBus(subs, deliver, app_token=token)
+        self.bus.on_settled = self._mark_sent
         runtime.use(publisher=self.bus, invoker=DirectInvoker(invoke))
         runtime.engine()  # create and migrate the database before serving
         self.bus.start()
@@ -75,6 +77,13 @@ class Embedded:
             self._timer("event-fanout", s.fanout_interval, headers)
             self._timer("reminder-dispatch", s.reminder_interval, headers)
         return self
+
+    def _mark_sent(self, event_id: str) -> None:
+        from taskflow.service_layer.unit_of_work import UnitOfWork
+
+        with UnitOfWork(runtime.engine()) as uow:
+            uow.outbox.mark_sent([event_id], model_now())
+            uow.commit()
 
     def tick(self, app_id: str) -> Any:
         """One cron trigger, exactly as the cron binding sends it (empty body, JSON content type)."""

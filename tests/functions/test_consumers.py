@@ -362,3 +362,26 @@ def test_notifier_accepts_a_binary_reminder_event(app: Any, client: Any) -> None
     for _ in range(2):
         assert notifier.post("/events/reminders", data=body, headers=headers).get_json() == {"status": "SUCCESS"}
     assert [n["title"] for n in inbox(client)] == ["binary"]
+
+
+def test_events_queued_in_a_process_that_dies_are_relayed_after_restart(env: str) -> None:
+    """The in-process bus acknowledges an event only once consumed; the outbox keeps the rest."""
+    from taskflow.embedded import Embedded
+
+    first = Embedded().start(timers=False)
+    first.bus.stop()  # the consumers die with events still queued
+    api = first.apps["tasks-api"].test_client()
+    task = create(api)
+    api.patch(f"/v1/tasks/{task['id']}", json={"title": "renamed"}, headers=auth())
+    assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 2
+    first.stop()
+
+    second = Embedded().start(timers=False)
+    try:
+        assert second.tick("event-fanout") == {"sent": 2, "failed": 0}
+        second.bus.drain()
+        api = second.apps["tasks-api"].test_client()
+        assert [h["type"] for h in history(api, task["id"])] == [events.TASK_CREATED, events.TASK_UPDATED]
+        assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
+    finally:
+        second.stop()

@@ -94,7 +94,14 @@ def load_subscriptions(path: Path) -> list[Subscription]:
 
 
 class InProcessBus:
-    """Pub/sub in one process: one ordered worker per subscription, Dapr's answer semantics."""
+    """Pub/sub in one process: one ordered worker per subscription, Dapr's answer semantics.
+
+    It holds events in memory only, so it acknowledges an event (``on_settled``, which marks the
+    outbox row sent) once every subscription has settled it, not when it is queued: an event lost
+    with the process is still pending in the outbox and the relay sends it again.
+    """
+
+    acknowledges_delivery = True
 
     def __init__(
         self,
@@ -110,6 +117,9 @@ class InProcessBus:
         self.backoff = backoff
         self.app_token = app_token
         self.dead_letters: list[tuple[str, dict[str, Any]]] = []
+        self.on_settled: Any = None  # (event id) -> None, called once all subscriptions settled it
+        self._inflight: dict[str, int] = {}
+        self._inflight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -118,10 +128,33 @@ class InProcessBus:
             event = json.loads(event_json)
         except ValueError as exc:
             raise PublishError("not a JSON CloudEvent") from exc
-        for sub in self.subscriptions:
-            if sub.topic == topic:
-                delivered = dict(event, topic=topic, pubsubname=sub.pubsub)
-                sub.queue.put((delivered, 0))
+        targets = [sub for sub in self.subscriptions if sub.topic == topic]
+        event_id = str(event.get("id", ""))
+        with self._inflight_lock:
+            if event_id in self._inflight:
+                return  # already queued: the relay saw it pending because it is not settled yet
+            if targets:
+                self._inflight[event_id] = len(targets)
+        if not targets:
+            self._settled(event_id)
+        for sub in targets:
+            sub.queue.put((dict(event, topic=topic, pubsubname=sub.pubsub), 0))
+
+    def _settle_one(self, event_id: str) -> None:
+        with self._inflight_lock:
+            left = self._inflight.get(event_id, 0) - 1
+            if left > 0:
+                self._inflight[event_id] = left
+                return
+            self._inflight.pop(event_id, None)
+        self._settled(event_id)
+
+    def _settled(self, event_id: str) -> None:
+        if self.on_settled is not None and event_id:
+            try:
+                self.on_settled(event_id)
+            except Exception:
+                log.exception("could not mark %s sent; the relay will send it again", event_id)
 
     def start(self) -> None:
         for sub in self.subscriptions:
@@ -150,16 +183,18 @@ class InProcessBus:
             try:
                 if not event:
                     return
-                self._deliver_with_retries(sub, event)
+                if self._deliver_with_retries(sub, event):
+                    self._settle_one(str(event.get("id", "")))
             except Exception:
                 log.exception("bus worker for %s failed on an event", sub.app_id)
             finally:
                 sub.queue.task_done()
 
-    def _deliver_with_retries(self, sub: Subscription, event: dict[str, Any]) -> None:
+    def _deliver_with_retries(self, sub: Subscription, event: dict[str, Any]) -> bool:
+        """Deliver until SUCCESS, DROP or attempts run out; False only when stopped meanwhile."""
         path = sub.route_for(event)
         if path is None:
-            return  # no rule matched and no default route: Dapr drops it, as do we
+            return True  # no rule matched and no default route: Dapr skips it, as do we
         body = json.dumps(event).encode()
         headers = {"content-type": "application/cloudevents+json"}
         if self.app_token:
@@ -172,13 +207,14 @@ class InProcessBus:
                 status, resp = 500, b""
             verdict = _verdict(status, resp)
             if verdict == "SUCCESS":
-                return
+                return True
             if verdict == "DROP":
                 break
             if self._stop.wait(min(self.backoff * 2**attempt, 5.0)):
-                return
+                return False
         log.warning("event %s (%s) dead-lettered for %s", event.get("id"), event.get("type"), sub.app_id)
         self.dead_letters.append((sub.dead_letter or "", event))
+        return True
 
 
 def _verdict(status: int, body: bytes) -> str:

@@ -103,6 +103,11 @@ def delete_task(uow: UnitOfWork, owner_id: str, task_id: str, if_match: str | No
 # --- publishing ----------------------------------------------------------------------------
 
 
+def _acknowledges(publisher: Publisher) -> bool:
+    """True for a publisher that marks rows sent itself once delivered (the in-process bus)."""
+    return bool(getattr(publisher, "acknowledges_delivery", False))
+
+
 def publish_now(engine: Engine, publisher: Publisher, envelopes: list[events.Envelope], now: datetime) -> int:
     """Publish right after commit so delivery never waits for a relay tick; failures stay pending."""
     sent: list[str] = []
@@ -113,7 +118,7 @@ def publish_now(engine: Engine, publisher: Publisher, envelopes: list[events.Env
             log.warning("publish of %s deferred to the outbox relay: %s", envelope.id, exc)
             break  # keep one task's events in order: the relay sends the rest
         sent.append(envelope.id)
-    if sent:
+    if sent and not _acknowledges(publisher):
         with UnitOfWork(engine) as uow:
             uow.outbox.mark_sent(sent, now)
             uow.commit()
@@ -144,7 +149,8 @@ def relay_outbox(engine: Engine, publisher: Publisher, now: datetime, batch: int
                 uow.outbox.mark_failed(row.event_id, str(exc))
                 continue
             sent.append(row.event_id)
-        uow.outbox.mark_sent(sent, now)
+        if not _acknowledges(publisher):
+            uow.outbox.mark_sent(sent, now)
         uow.commit()
     return RelayResult(len(sent), failed)
 
