@@ -219,6 +219,47 @@ def test_cron_driven_fanout_relays_outbox_rows_nobody_published(api: httpx.Clien
         assert conn.execute(text("SELECT sent_at FROM outbox WHERE event_id = :id"), {"id": event_id}).scalar()
 
 
+def test_a_backlog_is_relayed_in_bulk_with_ids_and_partition_keys_kept(api: httpx.Client, db: Any) -> None:
+    """Several stranded events go out in one bulk publish; Kafka keys them by task, ids unchanged."""
+    import kafka_node
+
+    tasks = [api.post("/v1/tasks", json={"title": f"bulk {i}"}).json() for i in range(4)]
+    for t in tasks:
+        eventually(lambda t=t: history_types(api, t["id"]) == ["created"])
+    now = datetime.now(UTC)
+    ids = {}
+    with db.begin() as conn:
+        for t in tasks:
+            event_id = str(uuid.uuid4())
+            ids[event_id] = t["id"]
+            envelope = {
+                "specversion": "1.0",
+                "id": event_id,
+                "type": "com.taskflow.task.updated.v1",
+                "source": "/e2e",
+                "subject": t["id"],
+                "time": iso(now),
+                "datacontenttype": "application/json",
+                "data": {"task": {**t, "updated_at": iso(now)}, "actor": "e2e", "changes": {"title": ["a", "b"]}},
+            }
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (event_id, topic, partition_key, event, created_at, attempts) "
+                    "VALUES (:id, 'task-events', :k, :e, now(), 0)"
+                ),
+                {"id": event_id, "k": t["id"], "e": json.dumps(envelope)},
+            )
+    for t in tasks:
+        eventually(lambda t=t: history_types(api, t["id"]) == ["created", "updated"])
+    records = {
+        json.loads(r["value"])["id"]: r
+        for r in kafka_node.consume("task-events", timeout=5)
+        if r["value"].startswith("{") and json.loads(r["value"]).get("id") in ids
+    }
+    assert set(records) == set(ids)
+    assert all(records[event_id]["key"] == task_id for event_id, task_id in ids.items())
+
+
 # --- reminders, notifier, output binding, configuration ------------------------------------
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from taskflow import events
 from taskflow.adapters.ports import OutputBinding, Publisher, PublishError
+from taskflow.adapters.repository import PendingEvent
 from taskflow.domain import model
 from taskflow.service_layer.unit_of_work import UnitOfWork
 
@@ -125,6 +126,28 @@ def publish_now(engine: Engine, publisher: Publisher, envelopes: list[events.Env
     return len(sent)
 
 
+def _publish_wave(publisher: Publisher, rows: list[PendingEvent]) -> list[tuple[PendingEvent, str | None]]:
+    """Publish rows (one per task); a publisher with ``publish_batch`` gets one call per topic."""
+    outcome: list[tuple[PendingEvent, str | None]] = []
+    batch = getattr(publisher, "publish_batch", None)
+    topics: dict[str, list[PendingEvent]] = {}
+    for row in rows:
+        topics.setdefault(row.topic, []).append(row)
+    for topic, group in topics.items():
+        if batch is not None and len(group) > 1:
+            errors = batch(topic, [(r.event_id, r.event, r.partition_key) for r in group])
+            outcome += [(r, errors.get(r.event_id)) for r in group]
+            continue
+        for row in group:
+            try:
+                publisher.publish(topic, row.event, row.partition_key)
+            except PublishError as exc:
+                outcome.append((row, str(exc)))
+            else:
+                outcome.append((row, None))
+    return outcome
+
+
 @dataclass(frozen=True)
 class RelayResult:
     sent: int
@@ -134,21 +157,29 @@ class RelayResult:
 def relay_outbox(engine: Engine, publisher: Publisher, now: datetime, batch: int = 500) -> RelayResult:
     """Relay pending outbox rows oldest first with their fixed ids; rows stay locked while in flight."""
     with UnitOfWork(engine) as uow:
-        pending = uow.outbox.claim_pending(batch)
+        remaining = uow.outbox.claim_pending(batch)
         sent: list[str] = []
         failed = 0
         blocked: set[str] = set()
-        for row in pending:
-            if row.partition_key in blocked:
-                continue  # an earlier event of this task failed: keep the task's order
-            try:
-                publisher.publish(row.topic, row.event, row.partition_key)
-            except PublishError as exc:
-                failed += 1
-                blocked.add(row.partition_key)
-                uow.outbox.mark_failed(row.event_id, str(exc))
-                continue
-            sent.append(row.event_id)
+        while remaining:
+            # A wave holds at most one event per task, so a failure can never let a task's later
+            # event overtake an earlier one; a task whose event failed waits for the next relay.
+            wave: list[PendingEvent] = []
+            later: list[PendingEvent] = []
+            keys: set[str] = set()
+            for row in remaining:
+                if row.partition_key in blocked:
+                    continue
+                (later if row.partition_key in keys else wave).append(row)
+                keys.add(row.partition_key)
+            for row, error in _publish_wave(publisher, wave):
+                if error is None:
+                    sent.append(row.event_id)
+                else:
+                    failed += 1
+                    blocked.add(row.partition_key)
+                    uow.outbox.mark_failed(row.event_id, error)
+            remaining = later
         if not _acknowledges(publisher):
             uow.outbox.mark_sent(sent, now)
         uow.commit()
