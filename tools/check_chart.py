@@ -524,7 +524,12 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
             spec = sub["spec"]
             if sub["apiVersion"] != "dapr.io/v2alpha1" or spec.get("topic") != topic:
                 errors.append(f"{_ref(sub)}: must be dapr.io/v2alpha1 on topic {topic}")
-            if spec.get("deadLetterTopic") != f"{topic}-dlq":
+            if match and "deadLetterTopic" in spec:
+                errors.append(
+                    f"{_ref(sub)}: a rules-only subscription must not set deadLetterTopic "
+                    "(daprd copies every unmatched event to it)"
+                )
+            elif not match and spec.get("deadLetterTopic") != f"{topic}-dlq":
                 errors.append(f"{_ref(sub)}: deadLetterTopic must be {topic}-dlq")
             routes = spec.get("routes") or {}
             if match:

@@ -154,6 +154,13 @@ def test_check_catches_missing_dead_letter_topic(dapr_objs: Any) -> None:
     assert any("deadLetterTopic" in e for e in cc.check_contract(variant, objs))
 
 
+def test_check_catches_dead_letter_topic_on_the_rules_only_subscription(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    sub = next(o for o in objs if o["kind"] == "Subscription" and o["scopes"] == ["recurrence"])
+    sub["spec"]["deadLetterTopic"] = "task-events-dlq"
+    assert any("rules-only" in e for e in cc.check_contract(variant, objs))
+
+
 def test_check_catches_missing_routing_rule(dapr_objs: Any) -> None:
     variant, objs = dapr_objs
     sub = next(o for o in objs if o["kind"] == "Subscription" and o["scopes"] == ["recurrence"])
@@ -203,6 +210,7 @@ def test_a_broken_chart_fails_the_checks(tmp_path: Path) -> None:
     helpers.write_text(helpers.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
     subs = chart / "templates" / "dapr-subscriptions.yaml"
     subs.write_text(subs.read_text().replace("  deadLetterTopic: {{ $fn.topic }}-dlq\n", ""))
+    assert "deadLetterTopic: {{" not in subs.read_text()
     objs = cc.parse(cc.render_text(None, chart=chart))
     assert cc.check_restricted(objs)
     assert any("deadLetterTopic" in e for e in cc.check_contract(cc.Variant(None, "dapr", True), objs))
