@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from common import fresh_database, percentiles, run_sql, seed_tasks_sql
 from werkzeug.serving import make_server
+
+from common import fresh_database, percentiles, run_sql, seed_tasks_sql
 
 
 def main() -> None:

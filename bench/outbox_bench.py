@@ -17,8 +17,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from common import ROOT, fresh_database
 from sqlalchemy import insert
+
+from common import ROOT, fresh_database
 
 
 class NoopPublisher:
@@ -70,9 +71,9 @@ def main() -> None:
     publisher: object = NoopPublisher()
     if args.stack:
         sys.path.insert(0, str(ROOT / "tools"))
-        from stack import Stack
-
         from taskflow.adapters.dapr import DaprPublisher
+
+        from stack import Stack
 
         stack = Stack(
             only=["tasks-api"], port=28080, dapr_http_base=23500, dapr_grpc_base=23550, metrics_base=29190

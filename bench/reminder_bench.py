@@ -16,8 +16,9 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-from common import fresh_database, run_sql, seed_tasks_sql
 from sqlalchemy import text
+
+from common import fresh_database, run_sql, seed_tasks_sql
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     args = ap.parse_args()
     import jwt
+
     from stack import SECRETS_FILE, Stack
 
     os.environ.setdefault("TASKFLOW_LOG_LEVEL", "WARNING")
@@ -53,7 +54,7 @@ def main() -> None:
         threads = []
 
         def create(i: int) -> None:
-            at = datetime.now(timezone.utc)
+            at = datetime.now(UTC)
             r = client.post("/v1/tasks", json={"title": f"latency {i}"})
             if r.status_code == 201:
                 with lock:

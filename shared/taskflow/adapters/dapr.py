@@ -51,7 +51,6 @@ class DaprPublisher:
         if resp.status_code != 204:
             raise PublishError(f"publish to {topic} answered {resp.status_code}: {resp.text[:300]}")
 
-
     def publish_batch(self, topic: str, items: list[tuple[str, str, str]]) -> dict[str, str]:
         """Bulk publish (one sidecar call, one Kafka produce batch); returns {event id: error}."""
         entries = [
