@@ -13,7 +13,7 @@ from functools import lru_cache
 
 log = logging.getLogger("taskflow.config")
 
-DEV_JWT_SECRET = "taskflow-dev-secret-not-for-production"
+DEV_SECRET_FILE = os.path.join("var", ".dev-jwt-secret")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -118,11 +118,31 @@ def jwt_secret() -> str | None:
         return None
     if settings().embedded and _bool("TASKFLOW_DEV", False):
         log.warning(
-            "!!! TASKFLOW_JWT_SECRET is not set: using the built-in DEV secret. "
-            "Anyone can mint tokens. Never run like this outside your laptop. !!!"
+            "!!! TASKFLOW_JWT_SECRET is not set: using a development secret generated into %s. "
+            "Anyone who can read that file can mint tokens. Set TASKFLOW_JWT_SECRET outside your laptop. !!!",
+            DEV_SECRET_FILE,
         )
-        return DEV_JWT_SECRET
+        return _dev_secret()
     raise RuntimeError("TASKFLOW_JWT_SECRET (or TASKFLOW_JWKS_URL) must be set")
+
+
+def _dev_secret() -> str:
+    """A random per-checkout secret shared by `taskflow dev` and `taskflow token` (mode 0600)."""
+    import secrets
+
+    try:
+        with open(DEV_SECRET_FILE) as f:
+            value = f.read().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(DEV_SECRET_FILE), exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
 
 
 @lru_cache(maxsize=1)
