@@ -337,6 +337,25 @@ def test_idempotency_records_live_in_the_dapr_state_store_with_a_ttl(api: httpx.
     assert ttls and all(timedelta(hours=23) < t <= timedelta(hours=24) for t in ttls)
 
 
+def test_concurrent_duplicates_with_one_idempotency_key_create_one_task(api: httpx.Client) -> None:
+    """first-write concurrency on the real state.postgresql: racing retries create one task."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = f"race-{uuid.uuid4()}"
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=api.base_url, headers=dict(api.headers), timeout=30) as c:
+            return c.post("/v1/tasks", json={"title": "race"}, headers={"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert {r.status_code for r in answers} <= {201, 409}
+    created = {r.json()["id"] for r in answers if r.status_code == 201}
+    assert len(created) == 1
+    titles = [t["title"] for t in api.get("/v1/tasks?q=race").json()["items"]]
+    assert titles == ["race"]
+
+
 def test_secrets_come_from_the_secret_store_not_the_functions_environment(stack: Any, api: httpx.Client) -> None:
     for app in stack.apps.values():
         environ = Path(f"/proc/{app.app.popen.pid}/environ").read_bytes().split(b"\0")

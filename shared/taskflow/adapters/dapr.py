@@ -141,6 +141,10 @@ class DaprState:
         resp = client().post(f"/v1.0/state/{self.store}", json=[item])
         if resp.status_code == 409 or (resp.status_code >= 400 and "etag" in resp.text.lower()):
             raise StateConflict(resp.text[:300])
+        # state.postgresql v2 answers a lost first-write race (no ETag given) with a plain error,
+        # "no item was updated" (components-contrib state/postgresql/v2), which daprd returns as 500.
+        if first_write and resp.status_code == 500 and "no item was updated" in resp.text:
+            raise StateConflict(resp.text[:300])
         resp.raise_for_status()
 
     def delete(self, key: str) -> None:
