@@ -414,3 +414,37 @@ def test_a_poison_event_ends_on_the_dead_letter_topic(stack: Any) -> None:
         return any(poison_id in r["value"] for r in kafka_node.consume("task-events-dlq", timeout=5))
 
     assert eventually(dead, timeout=60, interval=2)
+
+
+def test_events_survive_a_database_outage_through_daprs_redelivery(stack: Any, api: httpx.Client) -> None:
+    """Fault injection: PostgreSQL stops; audit answers non-2xx; Dapr retries; the row lands once."""
+    import subprocess
+
+    task = api.post("/v1/tasks", json={"title": "outage"}).json()
+    eventually(lambda: history_types(api, task["id"]) == ["created"])
+    event_id = str(uuid.uuid4())
+    now = iso(datetime.now(UTC))
+    event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "type": "com.taskflow.task.updated.v1",
+        "source": "/e2e",
+        "subject": task["id"],
+        "datacontenttype": "application/json",
+        "data": {"task": {**task, "updated_at": now}, "actor": "e2e", "changes": {"title": ["outage", "after"]}},
+    }
+    subprocess.run(["pg_ctlcluster", "15", "main", "stop", "-m", "fast"], check=True)
+    try:
+        resp = httpx.post(
+            f"{stack.apps['tasks-api'].dapr_http_url}/v1.0/publish/taskflow-pubsub/task-events",
+            content=json.dumps(event),
+            params={"metadata.partitionKey": task["id"]},
+            headers={"content-type": "application/cloudevents+json"},
+        )
+        assert resp.status_code == 204
+        time.sleep(4)  # audit fails and answers RETRY while the database is down
+    finally:
+        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True)
+    assert eventually(lambda: history_types(api, task["id"]) == ["created", "updated"], timeout=90)
+    audit_log = (stack.apps["audit"].app.log).read_text(errors="replace")
+    assert f"RETRY {event_id}" in audit_log
