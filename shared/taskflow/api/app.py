@@ -23,7 +23,7 @@ from taskflow.api.http import (
     invalid,
     json_response,
     problem,
-    read_json_object,
+    read_model,
     unprocessable,
 )
 from taskflow.api.webhooks import validate_webhook_url
@@ -142,11 +142,7 @@ def _openapi(request: Request, user: str | None) -> Response:
 
 def _create(request: Request, user: str | None) -> Response:
     assert user is not None
-    body, raw = read_json_object(request)
-    try:
-        cmd = TaskCreate.model_validate(body)
-    except ValidationError as exc:
-        raise unprocessable(exc) from exc
+    cmd, raw = read_model(request, TaskCreate)
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return _do_create(user, cmd)
@@ -258,11 +254,7 @@ def _get(request: Request, user: str | None, task_id: str) -> Response:
 
 def _patch(request: Request, user: str | None, task_id: str) -> Response:
     assert user is not None
-    body, _ = read_json_object(request)
-    try:
-        patch = TaskPatch.model_validate(body)
-    except ValidationError as exc:
-        raise unprocessable(exc) from exc
+    patch, _ = read_model(request, TaskPatch)
     now = _now()
     with UnitOfWork(runtime.engine()) as uow:
         task = handlers.update_task(uow, user, task_id, patch.to_changes(), request.headers.get("If-Match"), now)
@@ -344,11 +336,7 @@ def check_webhook_url(url: str) -> str:
 
 def _settings_put(request: Request, user: str | None) -> Response:
     assert user is not None
-    body, _ = read_json_object(request)
-    try:
-        payload = UserSettings.model_validate(body)
-    except ValidationError as exc:
-        raise unprocessable(exc) from exc
+    payload, _ = read_model(request, UserSettings)
     url = payload.webhook_url
     if url is not None:
         try:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from taskflow import config
 
 MAX_BODY = 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
 PROBLEM_TYPE = "https://taskflow.dev/problems/"
 
 
@@ -97,6 +98,15 @@ def read_json_object(request: Request) -> tuple[dict[str, Any], bytes]:
             errors=[{"field": "", "message": "expected a JSON object", "type": "object_type"}],
         )
     return value, raw
+
+
+def read_model(request: Request, model: type[M]) -> tuple[M, bytes]:
+    """The body parsed as JSON and validated by ``model`` (400/413/422 problems otherwise), and its raw bytes."""
+    body, raw = read_json_object(request)
+    try:
+        return model.model_validate(body), raw
+    except ValidationError as exc:
+        raise unprocessable(exc) from exc
 
 
 def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
