@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from taskflow.domain import model
 from taskflow.domain import recurrence as rrules
@@ -73,10 +81,19 @@ class TaskCreate(Strict):
     recurrence: RecurrenceIn | None = None
     reminders: Annotated[list[ReminderIn], Field(max_length=model.REMINDERS_MAX)] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _needs_due(self) -> TaskCreate:
-        _check_due_dependencies(self.due_at, self.recurrence, self.reminders)
-        return self
+    @field_validator("recurrence")
+    @classmethod
+    def _recurrence_needs_due(cls, value: RecurrenceIn | None, info: ValidationInfo) -> RecurrenceIn | None:
+        if value is not None and info.data.get("due_at") is None:
+            raise ValueError("recurrence requires due_at")
+        return value
+
+    @field_validator("reminders")
+    @classmethod
+    def _offsets_need_due(cls, value: list[ReminderIn], info: ValidationInfo) -> list[ReminderIn]:
+        if info.data.get("due_at") is None and any(r.offset is not None for r in value):
+            raise ValueError("a reminder with an offset requires due_at")
+        return value
 
     def to_fields(self) -> dict[str, Any]:
         return {
@@ -91,13 +108,6 @@ class TaskCreate(Strict):
             else None,
             "reminders": [r.to_domain() for r in self.reminders],
         }
-
-
-def _check_due_dependencies(due_at: Any, recurrence: Any, reminders: Any) -> None:
-    if recurrence is not None and due_at is None:
-        raise ValueError("recurrence requires due_at")
-    if reminders and due_at is None and any(r.offset is not None for r in reminders):
-        raise ValueError("a reminder with an offset requires due_at")
 
 
 class TaskPatch(Strict):

@@ -108,13 +108,13 @@ def test_create_returns_201_location_etag_and_the_task(client: Any) -> None:
         ({"title": "ok", "timezone": "Mars/Olympus"}, "timezone"),
         ({"title": "ok", "due_at": "tomorrow"}, "due_at"),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00"}, "due_at"),
-        ({"title": "ok", "recurrence": {"rule": "FREQ=DAILY"}}, ""),
+        ({"title": "ok", "recurrence": {"rule": "FREQ=DAILY"}}, "recurrence"),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "recurrence": {"rule": "FREQ=HOURLY"}}, "recurrence.rule"),
         (
             {"title": "ok", "due_at": "2030-01-01T10:00:00Z", "recurrence": {"rule": "FREQ=DAILY", "anchor": "x"}},
             "recurrence.anchor",
         ),
-        ({"title": "ok", "reminders": [{"offset": "-PT15M"}]}, ""),
+        ({"title": "ok", "reminders": [{"offset": "-PT15M"}]}, "reminders"),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "reminders": [{"offset": "soon"}]}, "reminders.0"),
         ({"title": "ok", "due_at": "2030-01-01T10:00:00Z", "reminders": [{"offset": "-PT1M"}] * 11}, "reminders"),
         ({"title": "ok", "colour": "red"}, "colour"),
@@ -136,6 +136,14 @@ def test_invalid_create_is_422_with_field_errors_and_writes_nothing(
 def test_unknown_field_is_reported_as_unknown(client: Any) -> None:
     resp = client.post("/v1/tasks", json={"title": "x", "colour": "red"}, headers=auth())
     assert {"field": "colour", "message": "unknown field", "type": "extra_forbidden"} in resp.get_json()["errors"]
+
+
+def test_read_only_fields_say_so(client: Any) -> None:
+    task = create(client)
+    resp = client.patch(f"/v1/tasks/{task['id']}", json={"status": "completed"}, headers=auth())
+    assert resp.status_code == 422
+    assert resp.get_json()["errors"][0]["message"].startswith("read-only field; use POST")
+    assert client.get(f"/v1/tasks/{task['id']}", headers=auth()).get_json()["status"] == "open"
 
 
 def test_malformed_json_is_400_and_oversized_body_is_413(client: Any) -> None:

@@ -12,6 +12,12 @@ from pydantic import BaseModel, ValidationError
 from taskflow import config
 
 MAX_BODY = 1024 * 1024
+#: Task fields a client may read but not write, and what to do instead.
+READ_ONLY = {
+    "status": "read-only field; use POST /v1/tasks/{id}/complete or /reopen",
+    "completed_at": "read-only field; set by POST /v1/tasks/{id}/complete",
+    **{name: "read-only field" for name in ("id", "series_id", "occurrence", "created_at", "updated_at", "version")},
+}
 M = TypeVar("M", bound=BaseModel)
 PROBLEM_TYPE = "https://taskflow.dev/problems/"
 
@@ -116,7 +122,7 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, 
         field = ".".join(loc)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = READ_ONLY.get(field, "unknown field")
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         out.append({"field": prefix + field, "message": message, "type": err["type"]})
