@@ -148,21 +148,41 @@ def document() -> dict[str, Any]:
                 ),
             },
             "/v1/tasks/{id}": {
-                "get": _op("Get a task", task_ok, params=[_ID]),
+                "get": _op(
+                    "Get a task",
+                    {**task_ok, "304": {"description": "Not modified (If-None-Match matched the ETag)"}},
+                    params=[
+                        _ID,
+                        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                    ],
+                ),
                 "patch": _op(
                     "Update some fields (null clears)",
                     {**task_ok, "412": _problem("If-Match mismatch")},
                     body=schemas.TaskPatch,
                     params=[_ID, _IF_MATCH],
                 ),
-                "delete": _op("Delete a task", {"204": {"description": "Deleted"}}, params=[_ID, _IF_MATCH]),
+                "delete": _op(
+                    "Delete a task",
+                    {"204": {"description": "Deleted"}, "412": _problem("If-Match mismatch")},
+                    params=[_ID, _IF_MATCH],
+                ),
             },
-            "/v1/tasks/{id}/complete": {"post": _op("Complete (idempotent)", task_ok, params=[_ID, _IF_MATCH])},
-            "/v1/tasks/{id}/reopen": {"post": _op("Reopen", task_ok, params=[_ID, _IF_MATCH])},
+            "/v1/tasks/{id}/complete": {
+                "post": _op(
+                    "Complete (idempotent)", {**task_ok, "412": _problem("If-Match mismatch")}, params=[_ID, _IF_MATCH]
+                )
+            },
+            "/v1/tasks/{id}/reopen": {
+                "post": _op("Reopen", {**task_ok, "412": _problem("If-Match mismatch")}, params=[_ID, _IF_MATCH])
+            },
             "/v1/tasks/{id}/history": {
                 "get": _op(
                     "Event history, oldest first",
-                    {"200": {"description": "History", "content": _json(schemas.History)}},
+                    {
+                        "200": {"description": "History", "content": _json(schemas.History)},
+                        "502": _problem("The audit service did not answer"),
+                    },
                     params=[_ID],
                 )
             },
