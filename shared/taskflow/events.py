@@ -135,20 +135,29 @@ def parse(headers: Mapping[str, str], body: bytes) -> Received:
         raise PoisonEvent(f"not a CloudEvent: {exc}") from exc
     attrs = event.get_attributes()
     etype = str(attrs.get("type", ""))
-    model_cls = DATA_MODELS.get(etype)
-    if model_cls is None:
-        raise PoisonEvent(f"unknown event type {etype!r}")
     raw = event.get_data()
     if isinstance(raw, bytes | str):
         try:
             raw = json.loads(raw)
         except ValueError as exc:
-            raise PoisonEvent(f"data of {etype} is not JSON") from exc
+            if etype in DATA_MODELS:
+                raise PoisonEvent(f"data of {etype} is not JSON") from exc
+    if etype not in DATA_MODELS and _is_envelope(raw):
+        # KafkaSource wraps a record without CloudEvent headers in an event of its own
+        # (type dev.knative.kafka.event) whose data is the record's value: our structured event.
+        return parse({"content-type": "application/cloudevents+json"}, json.dumps(raw).encode())
+    model_cls = DATA_MODELS.get(etype)
+    if model_cls is None:
+        raise PoisonEvent(f"unknown event type {etype!r}")
     try:
         data = model_cls.model_validate(raw)
     except ValidationError as exc:
         raise PoisonEvent(f"data of {etype} does not match its schema: {exc.errors()[:3]}") from exc
     return Received(id=str(attrs["id"]), type=etype, subject=attrs.get("subject"), data=data)
+
+
+def _is_envelope(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("specversion") == "1.0" and "type" in value and "id" in value
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -61,3 +61,20 @@ def test_published_json_schemas_are_up_to_date() -> None:
         [sys.executable, str(ROOT / "tools" / "export_event_schemas.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_a_kafkasource_wrapped_record_is_unwrapped() -> None:
+    """KafkaSource turns a record without CloudEvent headers into its own event; ours is the data."""
+    env = _envelope()
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "partition:0/offset:42",
+        "ce-type": "dev.knative.kafka.event",
+        "ce-source": "/apis/v1/namespaces/taskflow/kafkasources/audit#task-events",
+        "ce-subject": "partition:0#42",
+        "content-type": "application/json",
+    }
+    got = events.parse(headers, env.to_json().encode())
+    assert got.id == env.id and got.type == events.TASK_CREATED
+    with pytest.raises(events.PoisonEvent):
+        events.parse({**headers}, b'{"not": "an event"}')
