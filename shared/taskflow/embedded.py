@@ -74,8 +74,8 @@ class Embedded:
         self.bus.start()
         if timers:
             s = config.settings()
-            self._timer("event-fanout", s.fanout_interval, headers)
-            self._timer("reminder-dispatch", s.reminder_interval, headers)
+            self._timer("event-fanout", s.fanout_interval)
+            self._timer("reminder-dispatch", s.reminder_interval)
         return self
 
     def _mark_sent(self, event_id: str) -> None:
@@ -92,7 +92,7 @@ class Embedded:
         resp = self.apps[app_id].test_client().post("/cron", data=b"", headers=hdrs)
         return resp.get_json(silent=True)
 
-    def _timer(self, app_id: str, interval: float, headers: dict[str, str]) -> None:
+    def _timer(self, app_id: str, interval: float) -> None:
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:

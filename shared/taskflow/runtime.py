@@ -6,7 +6,7 @@ Everything is built on first use, never at import time (cold start).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -23,7 +23,6 @@ class Ports:
     binding: OutputBinding | None = None
     state: StateStore | None = None
     config: ConfigStore | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _ports = Ports()

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -140,14 +140,13 @@ class TaskRepository:
             raise model.NotFound(task_id)
         return _row_to_task(row)
 
-    def get_any(self, task_id: str) -> model.Task | None:
-        """Load by id regardless of owner, including deleted ones (consumers)."""
-        row = self.conn.execute(select(*_TASK_COLUMNS, tasks.c.deleted_at).where(tasks.c.id == task_id)).first()
+    def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None:
+        """Load by id regardless of owner (consumers); deleted tasks only when asked for."""
+        stmt = select(*_TASK_COLUMNS).where(tasks.c.id == task_id)
+        if not include_deleted:
+            stmt = stmt.where(tasks.c.deleted_at.is_(None))
+        row = self.conn.execute(stmt).first()
         return None if row is None else _row_to_task(row)
-
-    def is_deleted(self, task_id: str) -> bool:
-        row = self.conn.execute(select(tasks.c.deleted_at).where(tasks.c.id == task_id)).first()
-        return row is None or row[0] is not None
 
     def save(self, task: model.Task) -> None:
         values = _task_values(task)
@@ -400,9 +399,6 @@ class OutboxRepository:
             .values(attempts=outbox.c.attempts + 1, last_error=error[:2000])
         )
 
-    def pending_count(self) -> int:
-        return int(self.conn.execute(select(func.count()).where(outbox.c.sent_at.is_(None))).scalar_one())
-
 
 # --- reminders -----------------------------------------------------------------------------
 
@@ -475,10 +471,6 @@ class ReminderRepository:
                 .where(reminders.c.id.in_(list(ids)), reminders.c.status == "pending")
                 .values(status=status, fired_at=now, late=late)
             )
-
-    def for_task(self, task_id: str) -> list[dict[str, Any]]:
-        stmt = select(reminders).where(reminders.c.task_id == task_id).order_by(reminders.c.slot)
-        return [dict(r._mapping) for r in self.conn.execute(stmt)]
 
 
 # --- audit, notifications, settings --------------------------------------------------------
@@ -580,5 +572,4 @@ __all__ = [
     "SettingsRepository",
     "TaskRepository",
     "ping",
-    "timedelta",
 ]

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, column, func, literal_column, select, table, text
-from sqlalchemy.sql.elements import ClauseElement
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 16
@@ -42,4 +41,4 @@ def match_and_rank(dialect: str, words: list[str]) -> tuple[ColumnElement[bool],
     return literal_column("tasks.rowid").in_(matching), rank
 
 
-__all__ = ["ClauseElement", "match_and_rank", "query_words"]
+__all__ = ["match_and_rank", "query_words"]

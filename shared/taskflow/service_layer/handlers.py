@@ -289,8 +289,8 @@ def create_next_occurrence(
     if snapshot.recurrence is None or snapshot.due_at is None or snapshot.completed_at is None:
         return None, []
     with UnitOfWork(engine) as uow:
-        current = uow.tasks.get_any(snapshot.id)
-        if current is None or uow.tasks.is_deleted(snapshot.id):
+        current = uow.tasks.get_any(snapshot.id, include_deleted=False)
+        if current is None:
             return None, []  # deleting an occurrence ends the series
         series_id = current.series_id or current.id
         if uow.tasks.series_has(series_id, snapshot.occurrence + 1):
