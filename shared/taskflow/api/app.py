@@ -160,10 +160,15 @@ def _do_create(user: str, cmd: TaskCreate) -> Response:
     return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
 
 
+def idempotency_state_key(user: str, key: str) -> str:
+    """The state-store key of one user's Idempotency-Key (hashed: keys are client-chosen text)."""
+    return "idem:" + hashlib.sha256(f"{user}\x00{key}".encode()).hexdigest()
+
+
 def _idempotent(user: str, key: str, raw: bytes, run: Callable[[], Response]) -> Response:
     """Idempotency-Key (per user, 24 h): same key and body replay the first answer."""
     store = runtime.state()
-    state_key = "idem:" + hashlib.sha256(f"{user}\x00{key}".encode()).hexdigest()
+    state_key = idempotency_state_key(user, key)
     fingerprint = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
 
     def replay_or_refuse(record: dict[str, Any]) -> Response:
