@@ -216,6 +216,9 @@ class Stack:
     port: tasks-api's app port (default ``$PORT`` or 8080); other apps use port+1.. port+5.
     dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 3550, 9190).
     migrate: run ``python -m taskflow.cli migrate`` (default True).
+    database: the PostgreSQL database (default ``taskflow``; owned by the role ``taskflow``).
+    fresh_database: drop and recreate ``database`` first, so nothing from an earlier run is left
+        (pending outbox rows, reminders, idempotency records); the end-to-end tests use this.
     stop_kafka: stop Kafka on ``stop()`` if this stack started it (default True).
     extra_env: added to every function's environment.
     """
@@ -229,6 +232,8 @@ class Stack:
     dapr_grpc_base: int = 3550
     metrics_base: int = 9190
     migrate: bool = True
+    database: str = PG_DB
+    fresh_database: bool = False
     stop_kafka: bool = True
     run_bootstrap: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -362,9 +367,9 @@ class Stack:
                 data = {}
         pw = data.get("_pg_password") or secrets.token_hex(16)
         data["_pg_password"] = pw
-        data["database-url"] = f"postgresql+pg8000://{PG_USER}:{pw}@{PG_HOST}:{PG_PORT}/{PG_DB}"
+        data["database-url"] = f"postgresql+pg8000://{PG_USER}:{pw}@{PG_HOST}:{PG_PORT}/{self.database}"
         data["pg-connection-string"] = (
-            f"host={PG_HOST} port={PG_PORT} user={PG_USER} password={pw} dbname={PG_DB} sslmode=disable"
+            f"host={PG_HOST} port={PG_PORT} user={PG_USER} password={pw} dbname={self.database} sslmode=disable"
         )
         data.setdefault("jwt-secret", secrets.token_urlsafe(32))
         if os.environ.get("TASKFLOW_JWT_SECRET"):
@@ -394,21 +399,25 @@ class Stack:
             else:
                 raise StackError(f"PostgreSQL did not open port {PG_PORT}")
         # role + database, idempotent; the password comes in on stdin and is never echoed
+        db = self.database
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db):
+            raise StackError(f"database name {db!r}: use lower-case letters, digits and '_'")
+        drop = f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n" if self.fresh_database else ""
         sql = f"""
 \\set ON_ERROR_STOP on
 SELECT format('CREATE ROLE {PG_USER} LOGIN PASSWORD %L', :'pw')
   WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}') \\gexec
 SELECT format('ALTER ROLE {PG_USER} LOGIN PASSWORD %L', :'pw') \\gexec
-SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
-  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{PG_DB}') \\gexec
+{drop}SELECT 'CREATE DATABASE {db} OWNER {PG_USER}'
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}') \\gexec
 """
         cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(PG_PORT), "-v", f"pw={password}"]
         if os.geteuid() == 0:
             cmd = ["su", "postgres", "-c", " ".join(_shq(c) for c in cmd)]
         res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
         if res.returncode != 0:
-            raise StackError(f"creating role/database {PG_DB} failed: {res.stderr.replace(password, '***').strip()}")
-        log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {PG_DB}")
+            raise StackError(f"creating role/database {db} failed: {res.stderr.replace(password, '***').strip()}")
+        log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {db}" + (" (recreated empty)" if drop else ""))
 
     def _migrate(self, database_url: str) -> None:
         log("running migrations: python -m taskflow.cli migrate")
@@ -564,7 +573,8 @@ SELECT 'CREATE DATABASE {PG_DB} OWNER {PG_USER}'
         print("\n".join(lines), flush=True)
         print(f"\nAPI:        {self.api_url}  (tasks-api)", flush=True)
         print(f"Kafka:      {kafka_node.BOOTSTRAP}  topics {', '.join(kafka_node.TOPICS)}", flush=True)
-        print(f"PostgreSQL: {PG_HOST}:{PG_PORT}/{PG_DB} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
+        pg = f"{PG_HOST}:{PG_PORT}/{self.database}"
+        print(f"PostgreSQL: {pg} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
         print(f"Dapr:       resources {RESOURCES}, config {CONFIG}", flush=True)
 
 

@@ -38,12 +38,13 @@ JWT_SECRET = secrets.token_urlsafe(32)
 
 class Hooks(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]] = []
-    answers: list[int] = []
+    answers: dict[str, list[int]] = {}  # path -> status codes to answer first (then 200)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         Hooks.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(Hooks.answers.pop(0) if Hooks.answers else 200)
+        queued = Hooks.answers.get(self.path, [])
+        self.send_response(queued.pop(0) if queued else 200)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -64,7 +65,16 @@ def stack() -> Iterator[Any]:
     os.environ.update(env)
     server = ThreadingHTTPServer(("127.0.0.1", HOOK_PORT), Hooks)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    s = Stack(port=API_PORT, dapr_http_base=13500, dapr_grpc_base=13550, metrics_base=19190)
+    # a database of its own, recreated empty: nothing left by an earlier run (or by `nox -s stack`) can
+    # fire a reminder, replay an idempotency record or relay an outbox row into these tests
+    s = Stack(
+        port=API_PORT,
+        dapr_http_base=13500,
+        dapr_grpc_base=13550,
+        metrics_base=19190,
+        database="taskflow_e2e",
+        fresh_database=True,
+    )
     try:
         s.start()
         yield s
@@ -270,7 +280,7 @@ def test_reminder_reaches_inbox_once_and_webhook_with_a_valid_signature(stack: A
 
     hook = f"http://127.0.0.1:{HOOK_PORT}/hooks/{api.user}"  # type: ignore[attr-defined]
     assert api.put("/v1/settings", json={"webhook_url": hook}).status_code == 200
-    Hooks.answers = [500]  # the receiver fails once: the delivery is retried, the inbox stays single
+    Hooks.answers[f"/hooks/{api.user}"] = [500]  # the receiver fails once: retried; the inbox stays single
     due = datetime.now(UTC) + timedelta(seconds=3)
     task = api.post("/v1/tasks", json={"title": "ping", "due_at": iso(due), "reminders": [{"offset": "PT0S"}]}).json()
     items = eventually(lambda: api.get("/v1/notifications").json()["items"])
