@@ -224,6 +224,46 @@ PINGSOURCE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: KafkaSink (eventing.knative.dev/v1alpha1, the dead-letter sinks) has no CRD in ../shared/crds either:
+#: written from eventing-kafka-broker's KafkaSinkSpec and its validation (topic and bootstrapServers
+#: required, contentMode structured|binary, positive partitions/replication, auth.secret.ref.name).
+KAFKASINK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "required": ["topic", "bootstrapServers"],
+            "properties": {
+                "topic": {"type": "string", "minLength": 1},
+                "numPartitions": {"type": "integer", "minimum": 1},
+                "replicationFactor": {"type": "integer", "minimum": 1},
+                "bootstrapServers": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "contentMode": {"type": "string", "enum": ["structured", "binary"]},
+                "auth": {
+                    "type": "object",
+                    "properties": {
+                        "secret": {
+                            "type": "object",
+                            "required": ["ref"],
+                            "properties": {
+                                "ref": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {"name": {"type": "string", "minLength": 1}},
+                                }
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 def _close(schema: Any) -> Any:
     """Make a structural schema strict: the API server prunes (kubectl --validate=strict rejects)
     unknown fields, so an unknown field in our manifests is a bug, not a no-op."""
@@ -258,6 +298,7 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
                     schema = version["schema"]["openAPIV3Schema"]
                     schemas[(f"{group}/{version['name']}", kind)] = _close(schema)
     schemas[("sources.knative.dev/v1", "PingSource")] = _close(PINGSOURCE_SCHEMA)
+    schemas[("eventing.knative.dev/v1alpha1", "KafkaSink")] = _close(KAFKASINK_SCHEMA)
     return schemas
 
 
@@ -449,6 +490,12 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
                     f"{where}: min-scale {got!r}, expected {want_scale!r} with eventDelivery={variant.delivery}"
                 )
         env = _env(spec)
+        delivery = (env.get("TASKFLOW_EVENT_DELIVERY") or {}).get("value")
+        if delivery != variant.delivery:
+            errors.append(
+                f"{where}: TASKFLOW_EVENT_DELIVERY={delivery!r}, expected {variant.delivery!r} "
+                "(it decides whether a poison event is answered DROP for Dapr or 400 for Knative)"
+            )
         target = name.replace("-", "_")
         if (env.get("FUNCTION_TARGET") or {}).get("value") != target:
             errors.append(f"{where}: FUNCTION_TARGET is not {target!r}")
@@ -491,10 +538,27 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
         kafka_sources = {o["spec"]["sink"]["ref"]["name"]: o for o in _find(objs, "KafkaSource")}
         if set(kafka_sources) != set(CONSUMERS):
             errors.append(f"KafkaSources for {sorted(kafka_sources)}, expected {sorted(CONSUMERS)}")
-        for name, (topic, route, _match) in CONSUMERS.items():
+        sinks = {o["metadata"]["name"]: o for o in _find(objs, "KafkaSink")}
+        for name, (topic, route, match) in CONSUMERS.items():
             src = kafka_sources.get(name)
-            if src and (src["spec"]["topics"] != [topic] or src["spec"]["sink"].get("uri") != route):
+            if not src:
+                continue
+            if src["spec"]["topics"] != [topic] or src["spec"]["sink"].get("uri") != route:
                 errors.append(f"{_ref(src)}: must read {topic} and post to {route}")
+            dls = (src["spec"].get("delivery") or {}).get("deadLetterSink")
+            if match:  # like its Dapr subscription: audit dead-letters the shared topic's poison events
+                if dls:
+                    errors.append(f"{_ref(src)}: no deadLetterSink (audit dead-letters {topic} once)")
+                continue
+            ref = (dls or {}).get("ref") or {}
+            if ref.get("kind") == "KafkaSink":
+                sink = sinks.get(ref.get("name", ""))
+                if ref.get("apiVersion") != "eventing.knative.dev/v1alpha1" or not sink:
+                    errors.append(f"{_ref(src)}: deadLetterSink names KafkaSink {ref.get('name')!r}, not rendered")
+                elif sink["spec"]["topic"] != f"{topic}-dlq" or sink["spec"].get("contentMode") != "structured":
+                    errors.append(f"{_ref(sink)}: must write structured CloudEvents to {topic}-dlq")
+            elif not (dls or {}).get("uri"):
+                errors.append(f"{_ref(src)}: a deadLetterSink is required (poison events are answered 400)")
         pings = {o["spec"]["sink"]["ref"]["name"]: o for o in _find(objs, "PingSource")}
         if set(pings) != set(CRON_FUNCTIONS) or any(p["spec"]["sink"].get("uri") != "/cron" for p in pings.values()):
             errors.append(f"PingSources must post /cron to {CRON_FUNCTIONS}, got {sorted(pings)}")

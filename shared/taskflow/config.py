@@ -49,6 +49,7 @@ class Settings:
     reminder_interval: float
     reminder_grace_seconds: int
     allow_loopback_webhooks: bool
+    event_delivery: str
 
     @property
     def embedded(self) -> bool:
@@ -64,6 +65,9 @@ def settings() -> Settings:
     mode = (_env("TASKFLOW_MODE", "embedded") or "embedded").lower()
     if mode not in {"embedded", "dapr"}:
         raise RuntimeError(f"TASKFLOW_MODE must be 'embedded' or 'dapr', not {mode!r}")
+    delivery = (_env("TASKFLOW_EVENT_DELIVERY", "dapr") or "dapr").lower()
+    if delivery not in {"dapr", "knative"}:
+        raise RuntimeError(f"TASKFLOW_EVENT_DELIVERY must be 'dapr' or 'knative', not {delivery!r}")
     return Settings(
         mode=mode,
         jwks_url=_env("TASKFLOW_JWKS_URL"),
@@ -84,6 +88,7 @@ def settings() -> Settings:
         reminder_interval=float(_env("TASKFLOW_REMINDER_INTERVAL", "10") or 10),
         reminder_grace_seconds=int(_env("TASKFLOW_REMINDER_GRACE", "86400") or 86400),
         allow_loopback_webhooks=_bool("TASKFLOW_ALLOW_LOOPBACK_WEBHOOKS", mode == "embedded"),
+        event_delivery=delivery,
     )
 
 

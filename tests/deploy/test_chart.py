@@ -114,6 +114,30 @@ def test_schema_rejects_queue_proxy_metrics_port() -> None:
         cc.render_text(None, extra=["--set", "dapr.metricsPort=9090"])
 
 
+def test_schema_requires_a_dead_letter_uri_when_asked_for_one() -> None:
+    with pytest.raises(cc.ChartError, match="deadLetterSinkUri"):
+        cc.render_text(None, {"eventDelivery": "knative", "eventing.deadLetter": "uri"})
+
+
+def test_kafka_sink_credentials_are_rendered_in_eventing_kafkas_format() -> None:
+    """The chart's Kafka Secret also carries the keys a KafkaSink reads (base64, in Secret data only)."""
+    import base64
+
+    sets = {
+        "eventDelivery": "knative",
+        "kafka.auth.type": "password",
+        "kafka.auth.saslUsername": "dlq-user",
+        "kafka.auth.saslPassword": "dlq-pass",
+    }
+    objs = cc.parse(cc.render_text(None, sets))
+    secret = next(o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"].endswith("kafka-auth"))
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["protocol"] == "SASL_SSL" and data["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert data["user"] == "dlq-user" and data["password"] == "dlq-pass"
+    sinks = [o for o in objs if o["kind"] == "KafkaSink"]
+    assert sinks and all(o["spec"]["auth"]["secret"]["ref"]["name"] == secret["metadata"]["name"] for o in sinks)
+
+
 # ---- the checks themselves must bite: break a rendered object, expect a finding ----
 
 
@@ -173,6 +197,57 @@ def test_check_catches_sources_in_dapr_mode(dapr_objs: Any, rendered: Any) -> No
     _, knative_objs = _render(rendered, cc.Variant(None, "knative", True))
     objs += [o for o in knative_objs if o["kind"] in {"KafkaSource", "PingSource"}]
     assert any("no KafkaSource or PingSource" in e for e in cc.check_contract(variant, objs))
+
+
+@pytest.fixture()
+def knative_objs(rendered: Any) -> tuple[Any, list[dict[str, Any]]]:
+    variant = cc.Variant(None, "knative", True)
+    return variant, copy.deepcopy(_render(rendered, variant)[1])
+
+
+def _source(objs: list[dict[str, Any]], app: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == "KafkaSource" and o["spec"]["sink"]["ref"]["name"] == app)
+
+
+def test_knative_sources_dead_letter_to_kafka_sinks_on_the_dlq_topics(knative_objs: Any) -> None:
+    """audit and notifier hand refused events to a KafkaSink writing <topic>-dlq; recurrence has none."""
+    variant, objs = knative_objs
+    sinks = {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "KafkaSink"}
+    for app, topic in (("audit", "task-events"), ("notifier", "reminders")):
+        ref = _source(objs, app)["spec"]["delivery"]["deadLetterSink"]["ref"]
+        assert ref["kind"] == "KafkaSink" and sinks[ref["name"]]["topic"] == f"{topic}-dlq"
+        assert sinks[ref["name"]]["contentMode"] == "structured"
+    assert "deadLetterSink" not in _source(objs, "recurrence")["spec"]["delivery"]
+    assert not cc.check_contract(variant, objs)
+
+
+def test_check_catches_a_knative_source_without_a_dead_letter_sink(knative_objs: Any) -> None:
+    variant, objs = knative_objs
+    del _source(objs, "audit")["spec"]["delivery"]["deadLetterSink"]
+    assert any("deadLetterSink is required" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_a_kafka_sink_on_the_wrong_topic(knative_objs: Any) -> None:
+    variant, objs = knative_objs
+    sink = next(o for o in objs if o["kind"] == "KafkaSink" and o["spec"]["topic"] == "reminders-dlq")
+    sink["spec"]["topic"] = "reminders"
+    assert any("reminders-dlq" in e for e in cc.check_contract(variant, objs))
+
+
+def test_check_catches_the_wrong_event_delivery_setting(knative_objs: Any) -> None:
+    """With Knative delivery a function left on 'dapr' would answer poison events 200 DROP: lost."""
+    variant, objs = knative_objs
+    env = _pods(objs)["notifier"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    next(e for e in env if e["name"] == "TASKFLOW_EVENT_DELIVERY")["value"] = "dapr"
+    assert any("TASKFLOW_EVENT_DELIVERY" in e for e in cc.check_contract(variant, objs))
+
+
+def test_kafka_sink_schema_rejects_a_bad_content_mode(knative_objs: Any) -> None:
+    _, objs = knative_objs
+    sink = next(o for o in objs if o["kind"] == "KafkaSink")
+    assert not cc.validate_all([sink])
+    sink["spec"]["contentMode"] = "json"
+    assert cc.validate_all([sink])
 
 
 def test_check_catches_literal_secret_env(dapr_objs: Any) -> None:

@@ -95,6 +95,38 @@ def test_poison_events_are_dropped_for_the_dead_letter_topic(app: Any, body: Any
     assert count(tables.audit_log) == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        json.dumps({"specversion": "1.0", "id": "1", "source": "/x", "type": events.TASK_CREATED, "data": {"x": 1}}),
+    ],
+)
+def test_with_knative_delivery_poison_events_get_400_for_the_dead_letter_sink(
+    app: Any, body: Any, monkeypatch: Any
+) -> None:
+    """Knative's data-plane contract: 400 is not retried and goes to the KafkaSource's deadLetterSink;
+    a 200 DROP would count as delivered there and the event would be lost."""
+    monkeypatch.setenv("TASKFLOW_EVENT_DELIVERY", "knative")
+    config.reset()
+    for name, route in (("audit", "/events/task-events"), ("notifier", "/events/reminders")):
+        resp = (
+            app.apps[name]
+            .test_client()
+            .post(route, data=body, headers={"content-type": "application/cloudevents+json"})
+        )
+        assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
+        assert resp.get_json()["type"].endswith("/poison-event") and resp.get_json()["detail"]
+    assert count(tables.audit_log) == 0 and count(tables.notifications) == 0
+
+
+def test_event_delivery_setting_is_validated(monkeypatch: Any) -> None:
+    monkeypatch.setenv("TASKFLOW_EVENT_DELIVERY", "kafka")
+    config.reset()
+    with pytest.raises(RuntimeError, match="TASKFLOW_EVENT_DELIVERY"):
+        config.settings()
+
+
 def test_in_process_bus_dead_letters_a_dropped_event(app: Any) -> None:
     app.bus.publish("task-events", json.dumps({"specversion": "1.0", "id": "p1", "type": "bogus"}), "k")
     app.bus.drain()

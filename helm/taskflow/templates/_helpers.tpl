@@ -239,6 +239,8 @@ dapr.io/scheduler-host-address: ""
 {{- end }}
 - name: TASKFLOW_MODE
   value: "dapr"
+- name: TASKFLOW_EVENT_DELIVERY
+  value: {{ $v.eventDelivery | quote }}
 - name: TASKFLOW_SECRET_STORE
   value: "kubernetes"
 - name: TASKFLOW_PUBSUB

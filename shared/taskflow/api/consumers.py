@@ -1,7 +1,10 @@
-"""The edges of the event, cron and invocation functions, following Dapr's delivery contract.
+"""The edges of the event, cron and invocation functions, following the sender's delivery contract.
 
 2xx ``SUCCESS`` when applied or already applied; non-2xx when a retry may succeed (database
-down); ``DROP`` for an event that can never be processed, which Dapr moves to ``<topic>-dlq``.
+down). An event that can never be processed is answered so that the sender dead-letters it
+without retrying: ``200 {"status": "DROP"}`` for Dapr, which moves it to ``<topic>-dlq``; with
+``TASKFLOW_EVENT_DELIVERY=knative``, ``400`` ("unparsable event" in Knative's data-plane
+contract: not retried), which KafkaSource hands to its dead-letter sink.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def consume(
         try:
             received = events.parse(dict(request.headers), request.get_data())
         except events.PoisonEvent as exc:
+            if config.settings().event_delivery == "knative":
+                log.warning("REJECT 400 (to the dead-letter sink): %s", exc)
+                return problem(HttpError(400, "Unprocessable event", str(exc), slug="poison-event"), request.path)
             log.warning("DROP (to dead-letter topic): %s", exc)
             return json_response(DROP)
         if received.type not in accept:
