@@ -47,7 +47,16 @@ def main() -> None:
         token = jwt.encode({"sub": "bench-stack", "exp": int(time.time()) + 3600}, secrets["jwt-secret"], "HS256")
         sent: dict[str, datetime] = {}
         lock = threading.Lock()
-        client = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        # functions-framework's gunicorn closes a connection idle for 2 s (its keep-alive); a pooled
+        # connection reused at that instant fails on the client ("Server disconnected" / reset).
+        # Expire idle connections before the server does (Knative's queue-proxy shields real clients).
+        client = httpx.Client(
+            base_url=stack.api_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            limits=httpx.Limits(keepalive_expiry=1.5),
+        )
+        failures: dict[str, int] = {}
         n = int(args.rate * args.seconds)
         interval = 1.0 / args.rate
         begin = time.perf_counter()
@@ -55,8 +64,16 @@ def main() -> None:
 
         def create(i: int) -> None:
             at = datetime.now(UTC)
-            r = client.post("/v1/tasks", json={"title": f"latency {i}"})
-            if r.status_code == 201:
+            try:
+                r = client.post("/v1/tasks", json={"title": f"latency {i}"})
+            except httpx.HTTPError as exc:
+                with lock:
+                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                return
+            if r.status_code != 201:
+                with lock:
+                    failures[f"HTTP {r.status_code}"] = failures.get(f"HTTP {r.status_code}", 0) + 1
+            else:
                 with lock:
                     sent[r.json()["id"]] = at
 
@@ -96,6 +113,7 @@ def main() -> None:
                     "requested_rate": args.rate,
                     "achieved_rate": round(achieved, 1),
                     "created": len(sent),
+                    "failed": failures,
                     "audited": len(rows),
                     "create_to_audit_ms": percentiles(lat) if lat else None,
                     "create_to_audit_ms_after_first_5s": percentiles(later) if len(later) > 2 else None,
