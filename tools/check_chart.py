@@ -180,6 +180,19 @@ def crd_dir() -> Path:
     return Path(os.environ.get("TASKFLOW_CRD_DIR", REPO.parent / "shared" / "crds"))
 
 
+def _resource(spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource's schema around its spec schema (for kinds without a CRD in ../shared/crds)."""
+    return {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+        },
+    }
+
+
 #: PingSource (sources.knative.dev/v1) has no CRD in ../shared/crds: its spec fields, written from
 #: knative/eventing's PingSourceSpec (schedule, timezone, contentType, data | dataBase64, sink).
 _DESTINATION = {
@@ -197,71 +210,59 @@ _DESTINATION = {
         "audience": {"type": "string"},
     },
 }
-PINGSOURCE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
-        "metadata": {"type": "object"},
-        "spec": {
-            "type": "object",
-            "required": ["sink"],
-            "properties": {
-                "schedule": {"type": "string", "pattern": r"^(CRON_TZ=\S+ )?(\S+\s+){4}\S+$"},
-                "timezone": {"type": "string"},
-                "contentType": {"type": "string"},
-                "data": {"type": "string"},
-                "dataBase64": {"type": "string"},
-                "ceOverrides": {
-                    "type": "object",
-                    "properties": {"extensions": {"type": "object", "additionalProperties": {"type": "string"}}},
-                },
-                "sink": _DESTINATION,
+PINGSOURCE_SCHEMA = _resource(
+    {
+        "type": "object",
+        "required": ["sink"],
+        "properties": {
+            "schedule": {"type": "string", "pattern": r"^(CRON_TZ=\S+ )?(\S+\s+){4}\S+$"},
+            "timezone": {"type": "string"},
+            "contentType": {"type": "string"},
+            "data": {"type": "string"},
+            "dataBase64": {"type": "string"},
+            "ceOverrides": {
+                "type": "object",
+                "properties": {"extensions": {"type": "object", "additionalProperties": {"type": "string"}}},
             },
-            "not": {"required": ["data", "dataBase64"]},
+            "sink": _DESTINATION,
         },
-    },
-}
+        "not": {"required": ["data", "dataBase64"]},
+    }
+)
 
 
 #: KafkaSink (eventing.knative.dev/v1alpha1, the dead-letter sinks) has no CRD in ../shared/crds either:
 #: written from eventing-kafka-broker's KafkaSinkSpec and its validation (topic and bootstrapServers
 #: required, contentMode structured|binary, positive partitions/replication, auth.secret.ref.name).
-KAFKASINK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
-        "metadata": {"type": "object"},
-        "spec": {
-            "type": "object",
-            "required": ["topic", "bootstrapServers"],
-            "properties": {
-                "topic": {"type": "string", "minLength": 1},
-                "numPartitions": {"type": "integer", "minimum": 1},
-                "replicationFactor": {"type": "integer", "minimum": 1},
-                "bootstrapServers": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-                "contentMode": {"type": "string", "enum": ["structured", "binary"]},
-                "auth": {
-                    "type": "object",
-                    "properties": {
-                        "secret": {
-                            "type": "object",
-                            "required": ["ref"],
-                            "properties": {
-                                "ref": {
-                                    "type": "object",
-                                    "required": ["name"],
-                                    "properties": {"name": {"type": "string", "minLength": 1}},
-                                }
-                            },
-                        }
-                    },
+KAFKASINK_SCHEMA = _resource(
+    {
+        "type": "object",
+        "required": ["topic", "bootstrapServers"],
+        "properties": {
+            "topic": {"type": "string", "minLength": 1},
+            "numPartitions": {"type": "integer", "minimum": 1},
+            "replicationFactor": {"type": "integer", "minimum": 1},
+            "bootstrapServers": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+            "contentMode": {"type": "string", "enum": ["structured", "binary"]},
+            "auth": {
+                "type": "object",
+                "properties": {
+                    "secret": {
+                        "type": "object",
+                        "required": ["ref"],
+                        "properties": {
+                            "ref": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string", "minLength": 1}},
+                            }
+                        },
+                    }
                 },
             },
         },
-    },
-}
+    }
+)
 
 
 def _close(schema: Any) -> Any:
