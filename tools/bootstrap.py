@@ -118,73 +118,70 @@ def _version_of(binary: Path, args: list[str]) -> str:
 # --------------------------------------------------------------------------------------- steps
 
 
-def step_daprd(force: bool = False) -> None:
-    mod = TOOLS / "daprd"
-    want = {"version": DAPR_VERSION, "inputs": _sha(mod / "go.mod", mod / "go.sum"), "tags": "stablecomponents"}
-    if not force and DAPRD.exists() and _version_of(DAPRD, ["--version"]) == DAPR_VERSION:
-        if not _stamp_ok("daprd", want):
-            _write_stamp("daprd", want)  # binary is right (e.g. built by hand with the same command)
-        log(f"daprd {DAPR_VERSION}: up to date ({DAPRD})")
+def _go_tool(
+    name: str,
+    version: str,
+    binary: Path,
+    version_args: list[str],
+    package: str,
+    ldflags: str,
+    *,
+    tags: str | None = None,
+    note: str = "",
+    force: bool = False,
+) -> None:
+    """Build ``package`` from the tool module ``tools/<name>`` unless ``binary`` already reports ``version``."""
+    mod = TOOLS / name
+    want = {"version": version, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
+    if tags:
+        want["tags"] = tags
+    if not force and binary.exists() and _version_of(binary, version_args) == version:
+        if not _stamp_ok(name, want):
+            _write_stamp(name, want)  # binary is right (e.g. built by hand with the same command)
+        log(f"{name} {version}: up to date ({binary})")
         return
-    _need("go", "build daprd")
-    log(f"daprd {DAPR_VERSION}: building from tools/daprd (a few minutes on 2 cores; Go caches make rebuilds fast)")
+    _need("go", f"build {name}")
+    log(f"{name} {version}: building from tools/{name}{note}")
     BIN.mkdir(parents=True, exist_ok=True)
+    tag_args = ["-tags", tags] if tags else []
     _run(
-        [
-            "go",
-            "build",
-            "-tags",
-            "stablecomponents",
-            "-trimpath",
-            "-ldflags",
-            f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
-            "-o",
-            str(DAPRD),
-            "github.com/dapr/dapr/cmd/daprd",
-        ],
-        f"building daprd {DAPR_VERSION} (github.com/dapr/dapr/cmd/daprd in tools/daprd)",
+        ["go", "build", *tag_args, "-trimpath", "-ldflags", ldflags, "-o", str(binary), package],
+        f"building {name} {version} ({package} in tools/{name})",
         cwd=mod,
         env={"CGO_ENABLED": "0"},
     )
-    got = _version_of(DAPRD, ["--version"])
-    if got != DAPR_VERSION:
-        raise BootstrapError(f"built daprd reports version {got!r}, expected {DAPR_VERSION}")
-    _write_stamp("daprd", want)
-    log(f"daprd {got}: built")
+    got = _version_of(binary, version_args)
+    if got != version:
+        raise BootstrapError(f"built {name} reports version {got!r}, expected {version}")
+    _write_stamp(name, want)
+    log(f"{name} {got}: built")
+
+
+def step_daprd(force: bool = False) -> None:
+    _go_tool(
+        "daprd",
+        DAPR_VERSION,
+        DAPRD,
+        ["--version"],
+        "github.com/dapr/dapr/cmd/daprd",
+        f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
+        tags="stablecomponents",
+        note=" (a few minutes on 2 cores; Go caches make rebuilds fast)",
+        force=force,
+    )
 
 
 def step_helm(force: bool = False) -> None:
-    mod = TOOLS / "helm"
-    want = {"version": HELM_VERSION, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
-    if not force and HELM.exists() and _version_of(HELM, ["version", "--template", "{{.Version}}"]) == HELM_VERSION:
-        if not _stamp_ok("helm", want):
-            _write_stamp("helm", want)
-        log(f"helm {HELM_VERSION}: up to date ({HELM})")
-        return
-    _need("go", "build helm")
-    log(f"helm {HELM_VERSION}: building from tools/helm")
-    BIN.mkdir(parents=True, exist_ok=True)
-    _run(
-        [
-            "go",
-            "build",
-            "-trimpath",
-            "-ldflags",
-            f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
-            "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
-            "-o",
-            str(HELM),
-            "helm.sh/helm/v3/cmd/helm",
-        ],
-        f"building helm {HELM_VERSION} (helm.sh/helm/v3/cmd/helm in tools/helm)",
-        cwd=mod,
-        env={"CGO_ENABLED": "0"},
+    _go_tool(
+        "helm",
+        HELM_VERSION,
+        HELM,
+        ["version", "--template", "{{.Version}}"],
+        "helm.sh/helm/v3/cmd/helm",
+        f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        force=force,
     )
-    got = _version_of(HELM, ["version", "--template", "{{.Version}}"])
-    if got != HELM_VERSION:
-        raise BootstrapError(f"built helm reports version {got!r}, expected {HELM_VERSION}")
-    _write_stamp("helm", want)
-    log(f"helm {got}: built")
 
 
 def kafka_version() -> str:
