@@ -12,6 +12,8 @@ Outputs (git-ignored, under the repository's ``.cache/``):
     .cache/bin/helm           helm v3.22.0, built from tools/helm
     .cache/kafka/libs/        Apache Kafka 4.x broker + tools + Log4j2 binding (tools/kafka/pom.xml)
     .cache/kafka/classes/     tools/kafka/TaskflowKafkaTool.java, compiled
+    .cache/crds/              upstream CRDs for the chart checks and the cluster, with manifest.json
+                              saying where each came from (tools/crds.py)
     .cache/stamps/<step>.json what was built from which inputs; a step is skipped when its output
                               exists and the stamp matches the pinned version and inputs
 
@@ -232,8 +234,27 @@ def step_kafka(force: bool = False) -> None:
     log("kafka helper: compiled")
 
 
+def step_crds(force: bool = False) -> None:
+    """Upstream CRDs into .cache/crds/ (tools/crds.py: pinned Go modules, Strimzi's from Maven Central)."""
+    import crds
+
+    want = {"inputs": crds.inputs_digest()}
+    if not force and (crds.CRD_DIR / crds.MANIFEST_NAME).exists() and _stamp_ok("crds", want):
+        log(f"crds: up to date ({crds.CRD_DIR})")
+        return
+    log(f"crds: copying upstream CRDs into {crds.CRD_DIR}")
+    try:
+        manifest = crds.sync(log=log)
+    except crds.CrdError as e:
+        raise BootstrapError(str(e)) from e
+    _write_stamp("crds", {**want, "files": len(manifest["crds"]), "skipped": len(manifest["skipped"])})
+    for s in manifest["skipped"]:
+        log(f"crds: SKIPPED {', '.join(s['kinds'])}: {s['reason']}")
+    log(f"crds: {len(manifest['crds'])} files")
+
+
 # order matters: helm right after daprd (other work waits for .cache/bin/helm); Kafka is quick
-STEPS = {"daprd": step_daprd, "helm": step_helm, "kafka": step_kafka}
+STEPS = {"daprd": step_daprd, "helm": step_helm, "kafka": step_kafka, "crds": step_crds}
 
 
 def bootstrap(steps: list[str] | None = None, force: bool = False) -> None:

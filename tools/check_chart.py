@@ -2,9 +2,10 @@
 
 Every values file x eventDelivery (dapr, knative) x knative.enabled (true, false) is rendered
 with `helm template`; every object is validated (core kinds with kubernetes-validate, CRD kinds
-against the served version's openAPIV3Schema from ../shared/crds) and checked against the
-deployment contract (DESIGN §7-§8): Dapr wiring, scale to zero, restricted pods, no secret in
-plain text, and `knative/` up to date.
+against the served version's openAPIV3Schema of the upstream CRDs that `tools/bootstrap.py crds`
+copies into .cache/crds, see tools/crds.py) and checked against the deployment contract
+(DESIGN §7-§8): Dapr wiring, scale to zero, restricted pods, what Knative Serving admits with its
+default feature flags, no secret in plain text, and `knative/` up to date.
 
     python tools/check_chart.py            # everything; exit 1 on any problem
 """
@@ -12,6 +13,7 @@ plain text, and `knative/` up to date.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import json
 import os
@@ -176,12 +178,26 @@ def render(variant: Variant, *, with_sentinels: bool = False) -> tuple[str, list
 
 
 def crd_dir() -> Path:
-    """../shared/crds beside the repository (CI copies it there); $TASKFLOW_CRD_DIR overrides."""
-    return Path(os.environ.get("TASKFLOW_CRD_DIR", REPO.parent / "shared" / "crds"))
+    """.cache/crds (tools/bootstrap.py crds); $TASKFLOW_CRD_DIR overrides (a directory of CRD files,
+    with or without tools/crds.py's manifest.json)."""
+    return Path(os.environ.get("TASKFLOW_CRD_DIR", REPO / ".cache" / "crds"))
+
+
+def crd_manifest() -> dict[str, Any]:
+    """The manifest of crd_dir(): where each file came from, and the kinds skipped (with why)."""
+    directory = crd_dir()
+    path = directory / "manifest.json"
+    if path.is_file():
+        manifest: dict[str, Any] = json.loads(path.read_text())
+        return manifest
+    if directory.is_dir() and "TASKFLOW_CRD_DIR" in os.environ:  # a plain directory of CRD files
+        files = sorted(p.name for p in directory.glob("*.yaml"))
+        return {"crds": [{"file": f, "source": str(directory), "path": f} for f in files], "skipped": []}
+    raise ChartError(f"no CRDs at {directory}: run `python tools/bootstrap.py crds` (or nox -s helm)")
 
 
 def _resource(spec: dict[str, Any]) -> dict[str, Any]:
-    """A custom resource's schema around its spec schema (for kinds without a CRD in ../shared/crds)."""
+    """A custom resource's schema around its spec schema (for a kind whose upstream CRD no registry serves)."""
     return {
         "type": "object",
         "properties": {
@@ -193,47 +209,11 @@ def _resource(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: PingSource (sources.knative.dev/v1) has no CRD in ../shared/crds: its spec fields, written from
-#: knative/eventing's PingSourceSpec (schedule, timezone, contentType, data | dataBase64, sink).
-_DESTINATION = {
-    "type": "object",
-    "properties": {
-        "ref": {
-            "type": "object",
-            "required": ["kind", "name"],
-            "properties": {
-                k: {"type": "string"} for k in ("apiVersion", "kind", "name", "namespace", "address", "group")
-            },
-        },
-        "uri": {"type": "string"},
-        "CACerts": {"type": "string"},
-        "audience": {"type": "string"},
-    },
-}
-PINGSOURCE_SCHEMA = _resource(
-    {
-        "type": "object",
-        "required": ["sink"],
-        "properties": {
-            "schedule": {"type": "string", "pattern": r"^(CRON_TZ=\S+ )?(\S+\s+){4}\S+$"},
-            "timezone": {"type": "string"},
-            "contentType": {"type": "string"},
-            "data": {"type": "string"},
-            "dataBase64": {"type": "string"},
-            "ceOverrides": {
-                "type": "object",
-                "properties": {"extensions": {"type": "object", "additionalProperties": {"type": "string"}}},
-            },
-            "sink": _DESTINATION,
-        },
-        "not": {"required": ["data", "dataBase64"]},
-    }
-)
-
-
-#: KafkaSink (eventing.knative.dev/v1alpha1, the dead-letter sinks) has no CRD in ../shared/crds either:
-#: written from eventing-kafka-broker's KafkaSinkSpec and its validation (topic and bootstrapServers
-#: required, contentMode structured|binary, positive partitions/replication, auth.secret.ref.name).
+#: KafkaSink (eventing.knative.dev/v1alpha1, the dead-letter sinks): used only while no upstream CRD
+#: is cached (knative.dev/eventing-kafka-broker does not resolve on the Go module proxy, see
+#: tools/crds.py). Written from eventing-kafka-broker's KafkaSinkSpec and its validation (topic and
+#: bootstrapServers required, contentMode structured|binary, positive partitions/replication,
+#: auth.secret.ref.name).
 KAFKASINK_SCHEMA = _resource(
     {
         "type": "object",
@@ -282,25 +262,46 @@ def _close(schema: Any) -> Any:
     return out
 
 
+#: (apiVersion, kind) -> schema written here, used only when no upstream CRD provides the kind.
+FALLBACK_SCHEMAS = {("eventing.knative.dev/v1alpha1", "KafkaSink"): KAFKASINK_SCHEMA}
+
+
 @functools.lru_cache(maxsize=1)
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> closed openAPIV3Schema of every served CRD version."""
     directory = crd_dir()
-    if not directory.is_dir():
-        raise ChartError(f"CRD schemas not found at {directory} (expected ../shared/crds beside the repo)")
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
+    for entry in crd_manifest()["crds"]:
+        for crd in yaml.safe_load_all((directory / entry["file"]).read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
                 if version.get("served"):
-                    schema = version["schema"]["openAPIV3Schema"]
+                    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                    # apiVersion, kind and metadata are implicit at the root of every CRD schema
+                    # (some CRDs, e.g. PingSource's, list only spec and status)
+                    props = schema.setdefault("properties", {})
+                    props.setdefault("apiVersion", {"type": "string"})
+                    props.setdefault("kind", {"type": "string"})
+                    props.setdefault("metadata", {"type": "object"})
                     schemas[(f"{group}/{version['name']}", kind)] = _close(schema)
-    schemas[("sources.knative.dev/v1", "PingSource")] = _close(PINGSOURCE_SCHEMA)
-    schemas[("eventing.knative.dev/v1alpha1", "KafkaSink")] = _close(KAFKASINK_SCHEMA)
+    for key, schema in FALLBACK_SCHEMAS.items():
+        schemas.setdefault(key, _close(schema))
     return schemas
+
+
+@functools.lru_cache(maxsize=1)
+def skipped_kinds() -> dict[tuple[str, str], str]:
+    """(apiVersion, kind) -> why its upstream CRD is not cached; objects of these kinds are not schema-checked."""
+    schemas = crd_schemas()
+    out = {}
+    for entry in crd_manifest()["skipped"]:
+        for ref in entry["kinds"]:
+            api, kind = ref.split(" ")
+            if (api, kind) not in schemas:
+                out[(api, kind)] = f"{entry['source']} ({entry['path']}): {entry['reason']}"
+    return out
 
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -327,6 +328,8 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
     api, kind = obj.get("apiVersion", ""), obj.get("kind", "")
     errors = _check_metadata(obj)
     schema = crd_schemas().get((api, kind))
+    if (api, kind) in skipped_kinds():
+        return errors  # no upstream schema to be had: reported as skipped, never faked
     if schema is not None:
         validator = jsonschema.Draft7Validator(schema)
         errors += [
@@ -422,6 +425,98 @@ def check_restricted(objs: list[dict[str, Any]]) -> list[str]:
                     if r not in (res.get(bound) or {}):
                         errors.append(f"{cw}: no {bound}.{r}")
     return errors
+
+
+# What Knative Serving's webhook admits in a revision template with its default config-features:
+# the field masks of knative.dev/serving@v0.42.2 pkg/apis/serving/fieldmask.go (PodSpecMask,
+# ContainerMask, SecurityContextMask, CapabilitiesMask, VolumeSourceMask, EnvVarSourceMask),
+# applied by ValidatePodSpec in pkg/apis/serving/k8s_validation.go, with the defaults of
+# pkg/apis/config/features.go. A field outside a mask is refused ("must not set the field(s)").
+KNATIVE_POD_FIELDS = {
+    "serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks",
+    "automountServiceAccountToken",  # only false
+    # RevisionSpec's own fields, inline beside the PodSpec
+    "containerConcurrency", "timeoutSeconds", "responseStartTimeoutSeconds", "idleTimeoutSeconds",
+}  # fmt: skip
+#: pod fields a config-features flag (off by default) unlocks
+KNATIVE_POD_FLAGS = {
+    "securityContext": "kubernetes.podspec-securitycontext; secure-pod-defaults admits seccompProfile only",
+    "affinity": "kubernetes.podspec-affinity",
+    "topologySpreadConstraints": "kubernetes.podspec-topologyspreadconstraints",
+    "hostAliases": "kubernetes.podspec-hostaliases",
+    "nodeSelector": "kubernetes.podspec-nodeselector",
+    "runtimeClassName": "kubernetes.podspec-runtimeclassname",
+    "tolerations": "kubernetes.podspec-tolerations",
+    "shareProcessNamespace": "kubernetes.podspec-shareprocessnamespace",
+    "priorityClassName": "kubernetes.podspec-priorityclassname",
+    "schedulerName": "kubernetes.podspec-schedulername",
+    "initContainers": "kubernetes.podspec-init-containers",
+    "dnsPolicy": "kubernetes.podspec-dnspolicy",
+    "dnsConfig": "kubernetes.podspec-dnsconfig",
+}
+KNATIVE_CONTAINER_FIELDS = {
+    "name", "args", "command", "env", "workingDir", "envFrom", "image", "imagePullPolicy", "livenessProbe",
+    "ports", "readinessProbe", "resources", "securityContext", "startupProbe", "terminationMessagePath",
+    "terminationMessagePolicy", "volumeMounts",
+}  # fmt: skip
+KNATIVE_CONTAINER_SECURITY_FIELDS = {
+    "capabilities", "readOnlyRootFilesystem", "runAsUser", "runAsGroup", "runAsNonRoot",
+    "allowPrivilegeEscalation", "seccompProfile",
+}  # fmt: skip
+#: volume sources admitted by default (emptyDir: kubernetes.podspec-volumes-emptydir is enabled by default)
+KNATIVE_VOLUME_SOURCES = {"secret", "configMap", "projected", "emptyDir"}
+KNATIVE_RESERVED_ENV = {"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"}
+
+
+def _revision_specs(objs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """(object, field path, revision spec) of every Knative Service, Configuration and Revision."""
+    for obj in objs:
+        if not obj.get("apiVersion", "").startswith("serving.knative.dev/"):
+            continue
+        spec = obj.get("spec") or {}
+        if obj.get("kind") in {"Service", "Configuration"}:
+            yield obj, "spec.template.spec", (spec.get("template") or {}).get("spec") or {}
+        elif obj.get("kind") == "Revision":
+            yield obj, "spec", spec
+
+
+def _knative_refusals(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field under the revision spec, what would admit it) of every field Knative refuses by default."""
+    for key in sorted(spec):
+        if key in KNATIVE_POD_FLAGS:
+            yield key, f"needs {KNATIVE_POD_FLAGS[key]}"
+        elif key not in KNATIVE_POD_FIELDS:
+            yield key, ""
+    if spec.get("automountServiceAccountToken") is True:
+        yield "automountServiceAccountToken", "Knative admits only false"
+    for vol in spec.get("volumes") or []:
+        for key in sorted(set(vol) - {"name"} - KNATIVE_VOLUME_SOURCES):
+            yield f"volumes[{vol.get('name')}].{key}", ""
+    for i, c in enumerate(spec.get("containers") or []):
+        cpath = f"containers[{i}]"
+        for key in sorted(set(c) - KNATIVE_CONTAINER_FIELDS):
+            yield f"{cpath}.{key}", ""
+        if c.get("name") == "queue-proxy":
+            yield f"{cpath}.name", "queue-proxy is a reserved container name"
+        sc = c.get("securityContext") or {}
+        for key in sorted(set(sc) - KNATIVE_CONTAINER_SECURITY_FIELDS):
+            yield f"{cpath}.securityContext.{key}", ""
+        if (sc.get("capabilities") or {}).get("add"):
+            yield f"{cpath}.securityContext.capabilities.add", "needs kubernetes.containerspec-addcapabilities"
+        for env in c.get("env") or []:
+            if env.get("name") in KNATIVE_RESERVED_ENV:
+                yield f"{cpath}.env[{env['name']}]", "reserved by Knative"
+            for key in sorted(set(env.get("valueFrom") or {}) - {"configMapKeyRef", "secretKeyRef"}):
+                yield f"{cpath}.env[{env.get('name')}].valueFrom.{key}", "needs kubernetes.podspec-fieldref"
+
+
+def check_knative_defaults(objs: list[dict[str, Any]]) -> list[str]:
+    """Fields Knative Serving's webhook refuses under its default feature flags (a default install)."""
+    return [
+        f"{_ref(obj)}: must not set the field(s): {path}.{field}" + (f" [{why}]" if why else "")
+        for obj, path, spec in _revision_specs(objs)
+        for field, why in _knative_refusals(spec)
+    ]
 
 
 def _function_pods(objs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
@@ -716,8 +811,11 @@ def main(argv: list[str] | None = None) -> int:
         report.add(f"schemas     {variant} ({len(objs)} objects)", validate_all(objs) + validate_all(secret_objs))
         report.add(f"contract    {variant}", check_contract(variant, objs))
         report.add(f"restricted  {variant}", check_restricted(objs) + check_restricted(secret_objs))
+        report.add(f"knative-defaults {variant}", check_knative_defaults(objs))
         report.add(f"no-plaintext-secrets {variant}", check_no_plaintext_secrets(secret_text, secret_objs))
     _run(report, "knative/ is up to date (tools/render_manifests.py --check)", render_manifests.stale_files)
+    for (api, kind), why in sorted(skipped_kinds().items()):
+        print(f"{'skipped':>12}  schema of {api} {kind}: {why}")
     total = len(report.results)
     print(f"\n{total - report.failed} passed, {report.failed} failed")
     return 1 if report.failed else 0

@@ -1,7 +1,7 @@
 """The Helm chart, rendered and validated offline: every values file x eventDelivery x knative.enabled.
 
-Needs the helm binary (tools/bootstrap.py builds it into .cache/bin) and the upstream CRD schemas
-in ../shared/crds beside the repository.
+Needs the helm binary and the upstream CRDs: `python tools/bootstrap.py helm crds` builds helm into
+.cache/bin and copies the CRDs, from pinned Go modules and Maven Central, into .cache/crds (tools/crds.py).
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ if cc.find_helm() is None:
     if os.environ.get("CI"):
         raise RuntimeError("helm not found: CI must run tools/bootstrap.py first")
     pytest.skip("helm not found (run tools/bootstrap.py)", allow_module_level=True)
+try:
+    CRD_MANIFEST = cc.crd_manifest()
+except cc.ChartError as exc:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip(str(exc), allow_module_level=True)
 
 VARIANTS = cc.variants()
 IDS = [str(v).replace("/", "-") for v in VARIANTS]
@@ -92,6 +98,38 @@ def test_every_pod_is_restricted(rendered: Any, variant: Any) -> None:
 def test_no_secret_value_in_plain_text(rendered: Any, variant: Any) -> None:
     text, objs = _render(rendered, variant, sentinels=True)
     assert cc.check_no_plaintext_secrets(text, objs) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_knative_admits_the_functions_with_its_default_feature_flags(rendered: Any, variant: Any) -> None:
+    """A default Knative install (no config-features changes) must accept every Knative Service."""
+    _, objs = _render(rendered, variant)
+    assert cc.check_knative_defaults(objs) == []
+
+
+@pytest.mark.parametrize("entry", CRD_MANIFEST["crds"], ids=lambda e: e["file"] if isinstance(e, dict) else str(e))
+def test_cached_crd_is_the_upstream_file(entry: dict[str, Any]) -> None:
+    """Each cached CRD is byte for byte what tools/crds.py copied from its pinned source."""
+    import hashlib
+
+    if "sha256" not in entry:  # $TASKFLOW_CRD_DIR pointing at a plain directory of CRDs
+        pytest.skip(f"{entry['file']}: no manifest to compare with")
+    data = (cc.crd_dir() / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{entry['file']} changed since {entry['source']}"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    CRD_MANIFEST["skipped"] or [None],
+    ids=lambda e: " ".join(e["kinds"]) if isinstance(e, dict) else "none",
+)
+def test_upstream_crds_not_available(entry: dict[str, Any] | None) -> None:
+    """A kind whose upstream CRD no registry serves is not schema-checked: say so, visibly."""
+    if entry is None:
+        return
+    covered = [k for k in entry["kinds"] if tuple(k.split(" ")) in cc.FALLBACK_SCHEMAS]
+    note = f" ({', '.join(covered)}: checked against the schema written in check_chart.py)" if covered else ""
+    pytest.skip(f"no upstream CRD for {', '.join(entry['kinds'])}{note}: {entry['source']}: {entry['reason']}")
 
 
 def test_knative_manifests_are_up_to_date() -> None:
@@ -157,6 +195,77 @@ def test_check_catches_writable_root(dapr_objs: Any) -> None:
         False
     )
     assert any("readOnlyRootFilesystem" in e for e in cc.check_restricted(objs))
+
+
+def test_check_catches_a_pod_security_context_knative_refuses(dapr_objs: Any) -> None:
+    """Mutation: the pod-level securityContext a real Knative webhook refused must fail the check."""
+    _, objs = dapr_objs
+    assert cc.check_knative_defaults(objs) == []
+    _pods(objs)["audit"]["spec"]["template"]["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    errors = cc.check_knative_defaults(objs)
+    assert errors == [
+        "Service/audit: must not set the field(s): spec.template.spec.securityContext "
+        "[needs kubernetes.podspec-securitycontext; secure-pod-defaults admits seccompProfile only]"
+    ]
+
+
+def test_check_catches_other_fields_knative_refuses_by_default(dapr_objs: Any) -> None:
+    _, objs = dapr_objs
+    spec = _pods(objs)["notifier"]["spec"]["template"]["spec"]
+    spec["nodeSelector"] = {"disk": "ssd"}
+    spec["containers"][0]["securityContext"]["privileged"] = False
+    spec["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+    spec["containers"][0]["env"].append({"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    errors = "\n".join(cc.check_knative_defaults(objs))
+    assert "spec.template.spec.nodeSelector [needs kubernetes.podspec-nodeselector]" in errors
+    assert "containers[0].securityContext.privileged" in errors
+    assert "capabilities.add [needs kubernetes.containerspec-addcapabilities]" in errors
+    assert "valueFrom.fieldRef [needs kubernetes.podspec-fieldref]" in errors
+
+
+def test_a_chart_with_a_pod_security_context_fails_the_knative_check(tmp_path: Path) -> None:
+    """Mutation on the template: put the pod-level securityContext back and render."""
+    chart = tmp_path / "taskflow"
+    shutil.copytree(cc.CHART, chart)
+    tpl = chart / "templates" / "functions-knative.yaml"
+    text = tpl.read_text()
+    assert "securityContext:\n" not in text
+    tpl.write_text(
+        text.replace("      containers:\n", "      securityContext:\n        runAsNonRoot: true\n      containers:\n")
+    )
+    objs = cc.parse(cc.render_text(None, chart=chart))
+    errors = cc.check_knative_defaults(objs)
+    assert len(errors) == len(cc.APP_IDS) and all("spec.template.spec.securityContext" in e for e in errors)
+    assert cc.check_restricted(objs) == []  # still "restricted": only Knative's admission tells the difference
+
+
+def test_knative_values_that_need_a_feature_flag_are_caught() -> None:
+    objs = cc.parse(
+        cc.render_text(None, extra=["--set", "tolerations[0].key=spot", "--set", "tolerations[0].operator=Exists"])
+    )
+    errors = cc.check_knative_defaults(objs)
+    assert errors and all("tolerations [needs kubernetes.podspec-tolerations]" in e for e in errors)
+
+
+def test_pingsource_schema_is_upstreams(knative_objs: Any) -> None:
+    """PingSource is validated against knative.dev/eventing's CRD: a misspelt field is refused."""
+    _, objs = knative_objs
+    ping = next(o for o in objs if o["kind"] == "PingSource")
+    assert cc.validate_all([ping]) == []
+    ping["spec"]["scheduel"] = ping["spec"].pop("schedule")
+    assert any("scheduel" in e for e in cc.validate_all([ping]))
+
+
+def test_strimzi_schema_is_upstreams(rendered: Any) -> None:
+    """Strimzi's Kafka, KafkaNodePool and KafkaTopic are validated against Strimzi's generated CRDs."""
+    why = cc.skipped_kinds().get(("kafka.strimzi.io/v1", "KafkaNodePool"))
+    if why:
+        pytest.skip(f"no Strimzi CRDs: {why}")
+    _, objs = _render(rendered, cc.Variant("values-minikube.yaml", "dapr", True))
+    pool = copy.deepcopy(next(o for o in objs if o["kind"] == "KafkaNodePool"))
+    assert cc.validate_all([pool]) == []
+    pool["spec"]["replica"] = pool["spec"].pop("replicas")
+    assert any("replica" in e for e in cc.validate_all([pool]))
 
 
 def test_check_catches_metrics_port_9090(dapr_objs: Any) -> None:
