@@ -575,6 +575,11 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
         ):
             if not ann.get(key):
                 errors.append(f"{where}: annotation {key} missing")
+        # Dapr's injector gives daprd a seccomp profile only from this annotation, and a Knative pod
+        # has no pod-level securityContext to inherit one from: without it PodSecurity "restricted"
+        # refuses the pod.
+        if ann.get("dapr.io/sidecar-seccomp-profile-type") not in {"RuntimeDefault", "Localhost"}:
+            errors.append(f"{where}: dapr.io/sidecar-seccomp-profile-type must be RuntimeDefault (daprd's seccomp)")
         port = ann.get("dapr.io/metrics-port")
         if not port or port in KNATIVE_RESERVED_PORTS:
             errors.append(f"{where}: dapr.io/metrics-port={port!r} must be set away from queue-proxy's ports (9090)")

@@ -209,6 +209,13 @@ def test_check_catches_a_pod_security_context_knative_refuses(dapr_objs: Any) ->
     ]
 
 
+def test_check_catches_daprd_without_a_seccomp_profile(dapr_objs: Any) -> None:
+    """daprd's seccomp profile comes only from the annotation (no pod-level one in a Knative pod)."""
+    variant, objs = dapr_objs
+    del _pods(objs)["audit"]["spec"]["template"]["metadata"]["annotations"]["dapr.io/sidecar-seccomp-profile-type"]
+    assert any("sidecar-seccomp-profile-type" in e for e in cc.check_contract(variant, objs))
+
+
 def test_check_catches_other_fields_knative_refuses_by_default(dapr_objs: Any) -> None:
     _, objs = dapr_objs
     spec = _pods(objs)["notifier"]["spec"]["template"]["spec"]
