@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fetch and build the real parts of the local stack (stdlib only, idempotent).
 
-    python tools/bootstrap.py            # everything
+    python tools/bootstrap.py            # the default steps: daprd helm kafka crds
+    python tools/bootstrap.py dapr knative coredns  # the cluster's control planes and DNS
     python tools/bootstrap.py daprd helm # only some steps
     python tools/bootstrap.py --force kafka
 
@@ -10,6 +11,10 @@ Outputs (git-ignored, under the repository's ``.cache/``):
     .cache/bin/daprd          Dapr sidecar v1.18.2, built from tools/daprd (Go module with the
                               replace directives of dapr/dapr), -tags stablecomponents
     .cache/bin/helm           helm v3.22.0, built from tools/helm
+    .cache/bin/dapr/          Dapr control plane v1.18.2 (operator, injector, sentry) from tools/daprd
+    .cache/bin/knative/       Knative Serving v0.42.2 (controller, webhook, autoscaler, activator, queue)
+                              built from tools/knative
+    .cache/bin/coredns        CoreDNS v1.15.0, built from tools/coredns
     .cache/kafka/libs/        Apache Kafka 4.x broker + tools + Log4j2 binding (tools/kafka/pom.xml)
     .cache/kafka/classes/     tools/kafka/TaskflowKafkaTool.java, compiled
     .cache/crds/              upstream CRDs for the chart checks and the cluster, with manifest.json
@@ -44,8 +49,15 @@ KAFKA_CLASSES = CACHE / "kafka" / "classes"
 
 DAPR_VERSION = "1.18.2"
 HELM_VERSION = "v3.22.0"
+KNATIVE_VERSION = "v0.42.2"  # knative.dev/serving module version (Knative Serving 1.15)
+COREDNS_VERSION = "v1.15.0"
 DAPRD = BIN / "daprd"
 HELM = BIN / "helm"
+DAPR_BIN = BIN / "dapr"
+KNATIVE_BIN = BIN / "knative"
+COREDNS = BIN / "coredns"
+DAPR_CONTROL_PLANE = ("operator", "injector", "sentry")  # placement and scheduler stay off
+KNATIVE_COMMANDS = ("controller", "webhook", "autoscaler", "activator", "queue")
 
 
 class BootstrapError(RuntimeError):
@@ -110,11 +122,32 @@ def _run(
     return res.stdout
 
 
-def _version_of(binary: Path, args: list[str]) -> str:
+def _version_of(binary: Path, args: list[str] | None, package: str = "") -> str:
+    """What ``binary args`` prints, or (args None) the version of the module providing ``package``
+    as recorded in the binary's Go build info (for commands without a version flag)."""
+    if args is None:
+        return build_info_version(binary, package)
     try:
         return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
+
+
+def build_info_version(binary: Path, package: str) -> str:
+    """The version of the module that provides ``package``, from ``go version -m binary``."""
+    if not binary.exists() or not shutil.which("go"):
+        return ""
+    try:
+        out = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    best = ("", "")
+    for line in out.splitlines():
+        parts = line.split()
+        provides = len(parts) >= 3 and (package + "/").startswith(parts[1] + "/")
+        if provides and parts[0] in {"mod", "dep", "=>"} and len(parts[1]) > len(best[0]):
+            best = (parts[1], parts[2])
+    return best[1]
 
 
 # --------------------------------------------------------------------------------------- steps
@@ -124,35 +157,37 @@ def _go_tool(
     name: str,
     version: str,
     binary: Path,
-    version_args: list[str],
+    version_args: list[str] | None,
     package: str,
     ldflags: str,
     *,
     tags: str | None = None,
     note: str = "",
     force: bool = False,
+    module: str | None = None,
 ) -> None:
-    """Build ``package`` from the tool module ``tools/<name>`` unless ``binary`` already reports ``version``."""
-    mod = TOOLS / name
+    """Build ``package`` from the tool module ``tools/<module or name>`` unless ``binary`` already
+    reports ``version`` (``version_args`` None: the module version in the binary's build info)."""
+    mod = TOOLS / (module or name)
     want = {"version": version, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
     if tags:
         want["tags"] = tags
-    if not force and binary.exists() and _version_of(binary, version_args) == version:
+    if not force and binary.exists() and _version_of(binary, version_args, package) == version:
         if not _stamp_ok(name, want):
             _write_stamp(name, want)  # binary is right (e.g. built by hand with the same command)
         log(f"{name} {version}: up to date ({binary})")
         return
     _need("go", f"build {name}")
-    log(f"{name} {version}: building from tools/{name}{note}")
-    BIN.mkdir(parents=True, exist_ok=True)
+    log(f"{name} {version}: building from tools/{mod.name}{note}")
+    binary.parent.mkdir(parents=True, exist_ok=True)
     tag_args = ["-tags", tags] if tags else []
     _run(
         ["go", "build", *tag_args, "-trimpath", "-ldflags", ldflags, "-o", str(binary), package],
-        f"building {name} {version} ({package} in tools/{name})",
+        f"building {name} {version} ({package} in tools/{mod.name})",
         cwd=mod,
         env={"CGO_ENABLED": "0"},
     )
-    got = _version_of(binary, version_args)
+    got = _version_of(binary, version_args, package)
     if got != version:
         raise BootstrapError(f"built {name} reports version {got!r}, expected {version}")
     _write_stamp(name, want)
@@ -182,6 +217,49 @@ def step_helm(force: bool = False) -> None:
         "helm.sh/helm/v3/cmd/helm",
         f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
         "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        force=force,
+    )
+
+
+def step_dapr(force: bool = False) -> None:
+    """Dapr's control plane (the same module and version as daprd)."""
+    for cmd in DAPR_CONTROL_PLANE:
+        _go_tool(
+            f"dapr-{cmd}",
+            f"v{DAPR_VERSION}",
+            DAPR_BIN / cmd,
+            None,
+            f"github.com/dapr/dapr/cmd/{cmd}",
+            f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
+            module="daprd",
+            force=force,
+        )
+
+
+def step_knative(force: bool = False) -> None:
+    """Knative Serving's commands; the first build compiles the shared packages (minutes), the
+    others mostly link."""
+    for cmd in KNATIVE_COMMANDS:
+        _go_tool(
+            f"knative-{cmd}",
+            KNATIVE_VERSION,
+            KNATIVE_BIN / cmd,
+            None,
+            f"knative.dev/serving/cmd/{cmd}",
+            "-s -w",
+            module="knative",
+            force=force,
+        )
+
+
+def step_coredns(force: bool = False) -> None:
+    _go_tool(
+        "coredns",
+        COREDNS_VERSION,
+        COREDNS,
+        None,
+        "github.com/coredns/coredns",
+        "-s -w",
         force=force,
     )
 
@@ -253,13 +331,24 @@ def step_crds(force: bool = False) -> None:
     log(f"crds: {len(manifest['crds'])} files")
 
 
-# order matters: helm right after daprd (other work waits for .cache/bin/helm); Kafka is quick
-STEPS = {"daprd": step_daprd, "helm": step_helm, "kafka": step_kafka, "crds": step_crds}
+# order matters: helm right after daprd (other work waits for .cache/bin/helm); Kafka is quick.
+# The cluster's binaries (dapr control plane, knative, coredns) are only built when asked for.
+STEPS = {
+    "daprd": step_daprd,
+    "helm": step_helm,
+    "kafka": step_kafka,
+    "crds": step_crds,
+    "dapr": step_dapr,
+    "knative": step_knative,
+    "coredns": step_coredns,
+}
+DEFAULT_STEPS = ("daprd", "helm", "kafka", "crds")
 
 
 def bootstrap(steps: list[str] | None = None, force: bool = False) -> None:
-    """Run the given steps (all by default). Raises BootstrapError naming what failed."""
-    for name in steps or list(STEPS):
+    """Run the given steps (the local stack's, DEFAULT_STEPS, by default). Raises BootstrapError
+    naming what failed."""
+    for name in steps or list(DEFAULT_STEPS):
         try:
             STEPS[name](force=force)
         except BootstrapError as e:
@@ -268,7 +357,7 @@ def bootstrap(steps: list[str] | None = None, force: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("steps", nargs="*", choices=[*STEPS, []], help="steps to run (default: all)")
+    ap.add_argument("steps", nargs="*", choices=[*STEPS, []], help=f"steps to run (default: {' '.join(DEFAULT_STEPS)})")
     ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
