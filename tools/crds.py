@@ -236,7 +236,7 @@ def _strimzi(out: Path, log: Log) -> list[str]:
     if not java:
         raise CrdError(
             f"io.strimzi:crd-generator:{strimzi_version()} needs Java 21+ and none was found "
-            "($JAVA_HOME, PATH, /usr/lib/jvm)"
+            "($JAVA_HOME, PATH, /usr/lib/jvm); with one installed, run `python tools/bootstrap.py --force crds`"
         )
     if not shutil.which("mvn"):
         raise CrdError("'mvn' is not on PATH (needed to fetch io.strimzi:api and crd-generator from Maven Central)")
