@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "helm", "e2e"]
+nox.options.sessions = ["lint", "typecheck", "tests", "web", "helm", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -33,8 +33,9 @@ def _pytest(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHON)
 def dev(session: nox.Session) -> None:
-    """Run TaskFlow in embedded mode (SQLite, in-process events) on http://127.0.0.1:8080."""
+    """Run TaskFlow in embedded mode (SQLite, in-process events): the web app and API on http://127.0.0.1:8080."""
     _install(session, "")
+    session.run("python", "tools/build_web.py")
     session.run("taskflow", "dev", env={"TASKFLOW_DEV": "1"})
 
 
@@ -73,6 +74,14 @@ def tests(session: nox.Session) -> None:
     if not os.environ.get("TASKFLOW_TEST_PG_URL"):
         session.warn("TASKFLOW_TEST_PG_URL is not set: PostgreSQL variants are skipped")
     _pytest(session, "tests/unit", "tests/functions", "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def web(session: nox.Session) -> None:
+    """The web app in real Chromium (Playwright, axe-core) against embedded mode; screenshots to docs/screens/."""
+    _install(session, "dev,web")
+    session.run("python", "tools/build_web.py")
+    _pytest(session, "-m", "web", "tests/web")
 
 
 @nox.session(python=PYTHON)

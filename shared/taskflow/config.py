@@ -131,6 +131,29 @@ def jwt_secret() -> str | None:
     raise RuntimeError("TASKFLOW_JWT_SECRET (or TASKFLOW_JWKS_URL) must be set")
 
 
+def dev_secret_in_use() -> bool:
+    """True when tokens are signed with the generated development secret (embedded ``taskflow dev`` only)."""
+    s = settings()
+    return s.embedded and not s.jwks_url and _env("TASKFLOW_JWT_SECRET") is None and _bool("TASKFLOW_DEV", False)
+
+
+@dataclass(frozen=True)
+class Oidc:
+    """The OpenID Connect provider the web app signs in with (authorization code + PKCE)."""
+
+    issuer: str
+    client_id: str
+    scope: str
+
+
+def oidc() -> Oidc | None:
+    """TASKFLOW_OIDC_ISSUER and TASKFLOW_OIDC_CLIENT_ID (both, or OIDC sign-in is off)."""
+    issuer, client_id = _env("TASKFLOW_OIDC_ISSUER"), _env("TASKFLOW_OIDC_CLIENT_ID")
+    if not issuer or not client_id:
+        return None
+    return Oidc(issuer.rstrip("/"), client_id, _env("TASKFLOW_OIDC_SCOPE", "openid") or "openid")
+
+
 def _dev_secret() -> str:
     """A random per-checkout secret shared by `taskflow dev` and `taskflow token` (mode 0600)."""
     import secrets

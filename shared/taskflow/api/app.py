@@ -17,7 +17,7 @@ from werkzeug.routing import Map, Rule
 from taskflow import config, runtime
 from taskflow.adapters import repository as repo
 from taskflow.adapters.ports import StateConflict
-from taskflow.api import auth
+from taskflow.api import auth, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
     invalid,
@@ -54,16 +54,21 @@ _routes = Map(
         Rule("/v1/notifications", endpoint="notifications", methods=["GET"]),
         Rule("/v1/settings", endpoint="settings_get", methods=["GET"]),
         Rule("/v1/settings", endpoint="settings_put", methods=["PUT"]),
+        Rule("/v1/recurrence/preview", endpoint="recurrence_preview", methods=["POST"]),
+        Rule("/v1/auth/options", endpoint="signin_options", methods=["GET"]),
+        Rule("/v1/auth/dev-token", endpoint="dev_token", methods=["POST"]),
     ],
     strict_slashes=False,
 )
 
-PUBLIC = {"healthz", "readyz", "openapi"}
+PUBLIC = {"healthz", "readyz", "openapi", "signin_options", "dev_token"}
 
 
 def handle(request: Request) -> Response:
     adapter = _routes.bind("localhost", path_info=request.path)
     try:
+        if webapp.is_asset_request(request):
+            return webapp.serve(request)
         try:
             endpoint, args = adapter.match(request.path, method=request.method)
         except NotFound as exc:
@@ -321,7 +326,14 @@ def _notifications(request: Request, user: str | None) -> Response:
         raise invalid("limit", "must be an integer 1..500", "Invalid query parameter")
     with UnitOfWork(runtime.engine()) as uow:
         rows = uow.notifications.list(user, int(limit))
-    return json_response({"items": [handlers.notification_json(r) for r in rows]})
+    resp = json_response({"items": [handlers.notification_json(r) for r in rows]})
+    # An ETag of the body lets a polling client (the web app's inbox) get a bodiless 304.
+    etag = '"' + hashlib.sha256(resp.get_data()).hexdigest()[:32] + '"'
+    resp.headers["ETag"] = etag
+    resp.headers["Cache-Control"] = "no-cache"
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return resp
 
 
 def _settings_get(request: Request, user: str | None) -> Response:
@@ -370,4 +382,7 @@ _VIEWS: dict[str, Callable[..., Response]] = {
     "notifications": _notifications,
     "settings_get": _settings_get,
     "settings_put": _settings_put,
+    "recurrence_preview": preview.preview,
+    "signin_options": signin.options,
+    "dev_token": signin.dev_token,
 }

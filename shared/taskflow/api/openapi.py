@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from taskflow import schemas
+from taskflow.api import preview, signin
 
 _MODELS: list[type[BaseModel]] = [
     schemas.TaskCreate,
@@ -19,6 +20,11 @@ _MODELS: list[type[BaseModel]] = [
     schemas.NotificationList,
     schemas.UserSettings,
     schemas.Problem,
+    preview.RecurrencePreviewRequest,
+    preview.RecurrencePreview,
+    signin.SignInOptions,
+    signin.DevTokenRequest,
+    signin.DevToken,
 ]
 
 
@@ -192,7 +198,18 @@ def document() -> dict[str, Any]:
             "/v1/notifications": {
                 "get": _op(
                     "Reminder inbox, newest first",
-                    {"200": {"description": "Notifications", "content": _json(schemas.NotificationList)}},
+                    {
+                        "200": {
+                            "description": "Notifications",
+                            "headers": {"ETag": {"schema": {"type": "string"}}},
+                            "content": _json(schemas.NotificationList),
+                        },
+                        "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                    },
+                    params=[
+                        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    ],
                 )
             },
             "/v1/settings": {
@@ -204,6 +221,35 @@ def document() -> dict[str, Any]:
                     {"200": {"description": "Settings", "content": _json(schemas.UserSettings)}},
                     body=schemas.UserSettings,
                 ),
+            },
+            "/v1/recurrence/preview": {
+                "post": _op(
+                    "Preview a recurrence rule: the next due times (each occurrence completed on time); writes nothing",
+                    {"200": {"description": "Next due times", "content": _json(preview.RecurrencePreview)}},
+                    body=preview.RecurrencePreviewRequest,
+                )
+            },
+            "/v1/auth/options": {
+                "get": _op(
+                    "Sign-in methods this server offers (for the web app)",
+                    {"200": {"description": "Options", "content": _json(signin.SignInOptions)}},
+                    public=True,
+                )
+            },
+            "/v1/auth/dev-token": {
+                "post": {
+                    **_op(
+                        "A development token for a user name; only while the generated development secret is in use",
+                        {
+                            "200": {"description": "Token", "content": _json(signin.DevToken)},
+                            "400": _problem("Malformed JSON"),
+                            "403": _problem("Development sign-in is off (a real secret or JWKS is configured)"),
+                            "422": _problem("Invalid user name"),
+                        },
+                        body=signin.DevTokenRequest,
+                        public=True,
+                    )
+                }
             },
         },
     }
