@@ -41,8 +41,9 @@ def dev(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def stack(session: nox.Session) -> None:
-    """Run the local stack: PostgreSQL, Kafka and one daprd per function."""
+    """Run the local stack: PostgreSQL, Kafka and one daprd per function (tasks-api serves the web app too)."""
     _install(session)
+    session.run("python", "tools/build_web.py")
     session.run("python", "tools/stack.py", "up", *session.posargs)
 
 
@@ -111,5 +112,5 @@ def manifests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks (see bench/README.md); pass a script name after `--`."""
-    _install(session)
+    _install(session, "dev,web")
     session.run("python", *(session.posargs or ["bench/api_bench.py"]))

@@ -160,6 +160,7 @@ def test_inbox_polling_gets_304_until_something_arrives(client: Any, app: Any) -
 
     time.sleep(1.5)
     app.tick("reminder-dispatch")
+    app.bus.drain()  # the notifier writes the inbox from the reminder.due event
     changed = client.get("/v1/notifications", headers={**auth(), "If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert [n["task_id"] for n in changed.get_json()["items"]] == [task["id"]]

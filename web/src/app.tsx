@@ -604,8 +604,12 @@ function SettingsDialog({ onClose }: { onClose: () => void }) {
   const [current, setCurrent] = useState<string | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [done, setDone] = useState<string | null>(null);
+  const [loaded, setLoaded] = useState(false);
   useEffect(() => {
-    api.settings().then((s) => (setCurrent(s.webhook_url), setUrl(s.webhook_url ?? "")), (err) => err instanceof ApiError && setProblem(err.problem));
+    api.settings().then(
+      (s) => (setCurrent(s.webhook_url), setUrl(s.webhook_url ?? ""), setLoaded(true)),
+      (err) => err instanceof ApiError && setProblem(err.problem),
+    );
   }, []);
   const put = async (value: string | null) => {
     setProblem(null);
@@ -621,7 +625,8 @@ function SettingsDialog({ onClose }: { onClose: () => void }) {
   };
   return (
     <Dialog title="Settings" onClose={onClose}>
-      <form
+      {!loaded && !problem && <p>Loading…</p>}
+      {loaded && <form
         onSubmit={(e) => {
           e.preventDefault();
           void put(url.trim() || null);
@@ -640,7 +645,8 @@ function SettingsDialog({ onClose }: { onClose: () => void }) {
           )}
           <button type="submit" class="primary">Set webhook</button>
         </footer>
-      </form>
+      </form>}
+      {!loaded && <ProblemView problem={problem} />}
     </Dialog>
   );
 }
