@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +43,25 @@ def _free_port(preferred: int = 28080) -> int:
     raise RuntimeError("no free port")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`taskflow dev` (embedded mode, generated dev secret) serving the built app from web/dist."""
+@contextmanager
+def taskflow_dev(workdir: Path, port: int, **env: str) -> Iterator[str]:
+    """`taskflow dev` (embedded mode) on ``port`` with its own SQLite file, serving web/dist."""
     if not (ROOT / "web" / "dist" / "index.html").is_file():
         pytest.fail("web/dist is not built: run `python tools/build_web.py` (nox -s web does)")
-    workdir = tmp_path_factory.mktemp("taskflow-web")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_"))} | {
-        "TASKFLOW_DEV": "1",
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_"))} | {
         "TASKFLOW_DATABASE_URL": f"sqlite:///{workdir / 'web.db'}",
         "TASKFLOW_WEB_DIR": str(ROOT / "web" / "dist"),
         "TASKFLOW_METRICS_PORT": "0",
         "TASKFLOW_REMINDER_INTERVAL": "1",
         "TASKFLOW_FANOUT_INTERVAL": "1",
         "TASKFLOW_LOG_LEVEL": "WARNING",
+        **env,
     }
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskflow.cli", "dev", "--port", str(port)],
         cwd=workdir,  # the generated dev secret goes to ./var/, away from the checkout
-        env=env,
+        env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -86,6 +85,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app as `nox -s dev` runs it: generated development secret, so "User name" sign-in works."""
+    with taskflow_dev(tmp_path_factory.mktemp("taskflow-web"), _free_port(), TASKFLOW_DEV="1") as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
