@@ -239,6 +239,7 @@ def test_history_and_webhook_setting(page: Any, api: Api, user: str) -> None:
     expect(history.get_by_role("listitem").filter(has_text="Created")).to_have_count(1)
     expect(history).to_contain_text("priority")
     check_axe(page)
+    screenshot(page, "history")
     page.keyboard.press("Escape")
 
     page.get_by_role("button", name="Settings").click()
@@ -317,3 +318,48 @@ def test_dark_theme(page: Any, api: Api, user: str) -> None:
     screenshot(page, "list-dark")
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+
+
+def test_editing_a_series_monthly_by_weekday_until_a_date_and_an_exact_reminder(page: Any, api: Api, user: str) -> None:
+    api.create(
+        title="Book club",
+        due_at="2030-01-15T18:00:00Z",  # the third Tuesday of January
+        timezone="UTC",
+        recurrence={"rule": "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU", "anchor": "due"},
+    )
+    sign_in(page, user)
+    page.get_by_role("button", name="Book club", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Edit task")
+    expect(page.get_by_label("Repeat")).to_have_value("weekly")  # the stored rule, read back into the form
+    expect(page.get_by_label(re.compile("^Every"))).to_have_value("2")
+    expect(dialog.get_by_role("checkbox", name="Tue")).to_be_checked()
+    page.get_by_label("Repeat").select_option("monthly")
+    page.get_by_label(re.compile("^Every")).fill("1")
+    dialog.get_by_role("radio", name="the third Tuesday").check()
+    page.get_by_label("Ends").select_option("until")
+    page.get_by_label("Last date").fill("2030-04-30")
+    preview = dialog.get_by_role("region", name="Next occurrences")
+    expect(preview.locator("time")).to_have_count(3)  # February, March and April; the series ends there
+    expect(preview.locator("time").last).to_have_attribute("datetime", "2030-04-16T18:00:00Z")
+    page.get_by_label("Remind at a date and time").fill("2030-01-15T08:30:00")
+    dialog.get_by_role("button", name="Add time").click()
+    expect(page.get_by_role("group", name="Reminders").get_by_role("listitem")).to_have_count(1)
+    page.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    [task] = api.tasks()
+    assert task["recurrence"] == {"rule": "FREQ=MONTHLY;UNTIL=20300430;BYDAY=3TU", "anchor": "due"}
+    assert task["reminders"] == [{"at": "2030-01-15T08:30:00Z"}]
+    assert task["version"] == 2
+
+
+def test_a_completed_task_is_reopened_from_the_completed_view(page: Any, api: Api, user: str) -> None:
+    task = api.create(title="Return library book")
+    api.http.post(f"/v1/tasks/{task['id']}/complete")
+    sign_in(page, user, "/?status=completed")
+    expect(page.get_by_label("Show")).to_have_value("completed")
+    box = page.get_by_role("checkbox", name="Complete Return library book")
+    expect(box).to_be_checked()
+    box.click()  # the row leaves this view once the task is open again
+    expect(page.get_by_role("status")).to_contain_text("Reopened “Return library book”")
+    expect(box).to_have_count(0)
+    assert [t["status"] for t in api.tasks()] == ["open"]
