@@ -130,6 +130,13 @@ def test_filters_search_sort_and_bookmarkable_url(page: Any, api: Api, user: str
     page.get_by_label("When").select_option("overdue")
     expect(rows).to_have_count(1)
     expect(page.get_by_role("checkbox", name="Complete Old invoice")).to_be_visible()
+    page.get_by_label("When").select_option("range")
+    page.get_by_label("Range start").fill("2019-12-31")
+    page.get_by_label("Range end").fill("2020-01-01")
+    expect(page).to_have_url(re.compile(r"from=2019-12-31&to=2020-01-01"))
+    expect(rows).to_have_count(1)
+    page.get_by_label("Range end").fill("2030-12-31")
+    expect(rows).to_have_count(2)  # and Millstone report, due in two days
     page.get_by_label("When").select_option("")
     page.get_by_label("Sort by").select_option("title")
     expect(rows.first).to_have_accessible_name("Complete Call plumber")

@@ -395,8 +395,21 @@ function Workspace({ token, onSignOut }: { token: string; onSignOut: () => void 
                 <option value="week">Next 7 days</option>
                 <option value="dated">With a date</option>
                 <option value="undated">Without a date</option>
+                <option value="range">Between dates…</option>
               </select>
             </div>
+            {filters.when === "range" && (
+              <>
+                <div class="field">
+                  <label for="f-from">Range start</label>
+                  <input id="f-from" type="date" value={filters.from} onChange={(e) => set({ from: e.currentTarget.value })} />
+                </div>
+                <div class="field">
+                  <label for="f-to">Range end</label>
+                  <input id="f-to" type="date" value={filters.to} onChange={(e) => set({ to: e.currentTarget.value })} />
+                </div>
+              </>
+            )}
             <div class="field">
               <label for="f-kind">Kind</label>
               <select id="f-kind" value={filters.recurring} onChange={(e) => set({ recurring: e.currentTarget.value as Filters["recurring"] })}>

@@ -8,7 +8,9 @@ export interface Filters {
   importance: "" | "urgent" | "high" | "medium" | "low" | "none";
   tags: string[];
   tagMode: "all" | "any";
-  when: "" | "overdue" | "today" | "week" | "dated" | "undated";
+  when: "" | "overdue" | "today" | "week" | "dated" | "undated" | "range";
+  from: string; // YYYY-MM-DD, with when = "range"
+  to: string;
   recurring: "" | "yes" | "no";
   sort: string;
 }
@@ -42,7 +44,9 @@ export function readFilters(search: string): Filters {
     importance: pick("importance", ["", "urgent", "high", "medium", "low", "none"] as const, ""),
     tags: (p.get("tags") ?? "").split(",").filter(Boolean),
     tagMode: pick("tag_mode", ["all", "any"] as const, "all"),
-    when: pick("when", ["", "overdue", "today", "week", "dated", "undated"] as const, ""),
+    when: pick("when", ["", "overdue", "today", "week", "dated", "undated", "range"] as const, ""),
+    from: /^\d{4}-\d{2}-\d{2}$/.test(p.get("from") ?? "") ? p.get("from")! : "",
+    to: /^\d{4}-\d{2}-\d{2}$/.test(p.get("to") ?? "") ? p.get("to")! : "",
     recurring: pick("recurring", ["", "yes", "no"] as const, ""),
     sort: pick("sort", SORTS.map(([v]) => v), ""),
   };
@@ -57,6 +61,8 @@ export function pageQuery(f: Filters): string {
   if (f.tags.length) p.set("tags", f.tags.join(","));
   if (f.tags.length && f.tagMode !== "all") p.set("tag_mode", f.tagMode);
   if (f.when) p.set("when", f.when);
+  if (f.when === "range" && f.from) p.set("from", f.from);
+  if (f.when === "range" && f.to) p.set("to", f.to);
   if (f.recurring) p.set("recurring", f.recurring);
   if (f.sort) p.set("sort", f.sort);
   const text = p.toString();
@@ -77,6 +83,13 @@ export function apiQuery(f: Filters, cursor: string | null, limit = 30): URLSear
   if (f.when === "week") [p.set("due_after", dayBoundary(0)), p.set("due_before", dayBoundary(7))];
   if (f.when === "dated") p.set("has_due", "true");
   if (f.when === "undated") p.set("has_due", "false");
+  // A range of whole days in the browser's zone: from the start of the first to the end of the last.
+  if (f.when === "range" && f.from) p.set("due_after", new Date(`${f.from}T00:00`).toISOString());
+  if (f.when === "range" && f.to) {
+    const end = new Date(`${f.to}T00:00`);
+    end.setDate(end.getDate() + 1);
+    p.set("due_before", end.toISOString());
+  }
   if (f.recurring) p.set("recurring", f.recurring === "yes" ? "true" : "false");
   if (f.sort && (f.sort !== "relevance" || f.q.trim())) p.set("sort", f.sort);
   p.set("limit", String(limit));
