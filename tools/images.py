@@ -26,7 +26,9 @@ upstream's distroless images do.
 Outputs: ``.cache/images/<safe-name>.tar`` (docker archive, what ``ctr images import`` takes) and
 ``.cache/images/index.json`` {ref: {"archive", "inputs", ...}}; an image is rebuilt only when its
 inputs (Containerfile, binary or build context digest, base image inputs) changed, so a warm run
-takes seconds and never calls podman.
+takes seconds and never calls podman. The debootstrap'd root filesystem is cached in
+``.cache/images/rootfs/``: delete it to take the Debian point release and security updates again
+(``--force`` rebuilds the images, not the rootfs).
 
 Needs root, podman and debootstrap (installed with apt-get when missing), network access to a
 Debian mirror and to PyPI (the Dockerfile's pip install). podman runs with ``--runtime runc`` and
@@ -243,13 +245,13 @@ USER {NONROOT}
 """
 
 
-def _binary_image(name: str, ref: str, step: str, binary: Path, path: str, *, env: str = "", extra: str = "") -> Image:
+def _binary_image(name: str, ref: str, step: str, binary: Path, path: str) -> Image:
     def containerfile() -> str:
         return f"""FROM {REF["static"]}
 COPY {binary.name} {path}
-{env}USER {NONROOT}
+USER {NONROOT}
 ENTRYPOINT ["{path}"]
-{extra}"""
+"""
 
     def context(ctx: Path) -> None:
         dst = ctx / binary.name
@@ -374,7 +376,6 @@ def _define() -> dict[str, Image]:
             "knative",
             bootstrap.KNATIVE_BIN / cmd,
             f"/ko-app/{cmd}",
-            env="ENV KO_DATA_PATH=/var/run/ko\n",
         )
     images["coredns"] = _coredns_image()
     REF.update({n: i.ref for n, i in images.items()})
