@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -34,6 +36,7 @@ def _load(name: str) -> Any:
 
 cp = _load("cluster_platform")
 images = _load("images")
+cc = _load("check_chart")
 
 pytestmark = pytest.mark.helm
 
@@ -151,3 +154,31 @@ def test_every_platform_image_is_one_images_py_builds_from_a_binary(knative: str
     assert cp.check("image: docker.io/library/nginx:latest\n") == [
         "image docker.io/library/nginx:latest is not built by tools/images.py"
     ]
+
+
+@pytest.mark.parametrize("which", ["knative", "dapr"])
+def test_every_object_is_valid_kubernetes_or_valid_against_its_crd(which: str, knative: str, dapr: str) -> None:
+    """Built-in kinds (CRDs included) against Kubernetes' own schemas, strictly (no unknown field);
+    the custom resources shipped alongside (Knative's Image and Certificate, Dapr's Configuration)
+    against the openAPIV3Schema of their CRD in the same manifest."""
+    objs = _objects(knative if which == "knative" else dapr)
+    schemas = {
+        (f"{o['spec']['group']}/{v['name']}", o["spec"]["names"]["kind"]): v["schema"]["openAPIV3Schema"]
+        for o in objs
+        if o["kind"] == "CustomResourceDefinition"
+        for v in o["spec"]["versions"]
+    }
+    errors, custom = [], 0
+    for obj in objs:
+        ref = f"{obj['kind']} {obj['metadata']['name']}"
+        schema = schemas.get((obj["apiVersion"], obj["kind"]))
+        if schema is not None:
+            custom += 1
+            errors += [f"{ref}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+            continue
+        try:
+            kubernetes_validate.validate(obj, cc.KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            errors.append(f"{ref}: {'.'.join(str(p) for p in e.path)}: {e.message}")
+    assert errors == []
+    assert custom >= 1
