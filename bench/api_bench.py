@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from werkzeug.serving import make_server
 
-from common import fresh_database, percentiles, run_sql, seed_tasks_sql
+from common import ROOT, fresh_database, percentiles, run_sql, seed_tasks_sql
 
 
 def main() -> None:
@@ -42,25 +42,25 @@ def main() -> None:
 
     import functions_framework
 
-    from taskflow import config, runtime
+    from taskflow import config
     from taskflow.adapters import db
     from taskflow.api.auth import issue
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    config.reset()
-    db.migrate(url)
+    engine = db.build_engine(url)
+    db.migrate(engine)
     t0 = time.perf_counter()
-    run_sql(db.engine_for(url), seed_tasks_sql("bench-user", args.tasks))
+    run_sql(engine, seed_tasks_sql("bench-user", args.tasks))
     print(f"seeded {args.tasks} tasks in {time.perf_counter() - t0:.1f} s")
 
     app = functions_framework.create_app(
         target="tasks_api",
-        source=str(runtime.__file__).replace("shared/taskflow/runtime.py", "functions/tasks_api/main.py"),
+        source=str(ROOT / "functions" / "tasks_api" / "main.py"),
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    headers = {"Authorization": f"Bearer {issue('bench-user', 3600)}"}
+    headers = {"Authorization": f"Bearer {issue('bench-user', config.load(), os.environ['TASKFLOW_JWT_SECRET'])}"}
 
     def timed(fn: Any, n: int) -> dict[str, Any]:
         lat: list[float] = []

@@ -35,12 +35,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from taskflow.adapters import db
+    from taskflow.adapters.sql_unit_of_work import SqlUnitOfWork
     from taskflow.adapters.tables import outbox
-    from taskflow.service_layer import handlers
+    from taskflow.bootstrap import system_clock
+    from taskflow.service_layer.outbox import relay_outbox
 
     url = fresh_database("taskflow_bench_outbox")
-    db.migrate(url)
-    engine = db.engine_for(url)
+    engine = db.build_engine(url)
+    db.migrate(engine)
     now = datetime.now(UTC)
     rows = []
     for i in range(args.events):
@@ -71,25 +73,19 @@ def main() -> None:
     publisher: object = NoopPublisher()
     if args.stack:
         sys.path.insert(0, str(ROOT / "tools"))
-        from taskflow.adapters.dapr import DaprPublisher
+        from taskflow.adapters.dapr import DaprPublisher, Sidecar
 
         from stack import Stack
 
         stack = Stack(
             only=["tasks-api"], port=28080, dapr_http_base=23500, dapr_grpc_base=23550, metrics_base=29190
         ).start()
-        import os
-
-        os.environ["DAPR_HTTP_PORT"] = str(stack.apps["tasks-api"].dapr_http_port)
-        from taskflow import config
-
-        config.reset()
-        publisher = DaprPublisher()
+        publisher = DaprPublisher(Sidecar(stack.apps["tasks-api"].dapr_http_url, None), "taskflow-pubsub")
     try:
         t0 = time.perf_counter()
         sent = 0
         while sent < args.events:
-            result = handlers.relay_outbox(engine, publisher, datetime.now(UTC), batch=args.batch)  # type: ignore[arg-type]
+            result = relay_outbox(SqlUnitOfWork(engine), publisher, system_clock, batch=args.batch)  # type: ignore[arg-type]
             if result.sent == 0:
                 break
             sent += result.sent

@@ -30,10 +30,11 @@ def main() -> None:
     url = fresh_database("taskflow_bench_reminders")
     os.environ.update(TASKFLOW_DATABASE_URL=url)
     from taskflow.adapters import db
-    from taskflow.service_layer import handlers
+    from taskflow.adapters.sql_unit_of_work import SqlUnitOfWork
+    from taskflow.service_layer.reminders import dispatch_reminders
 
-    db.migrate(url)
-    engine = db.engine_for(url)
+    engine = db.build_engine(url)
+    db.migrate(engine)
     t0 = time.perf_counter()
     users = 100
     per_user = args.tasks // users
@@ -70,7 +71,8 @@ def main() -> None:
     batches = 0
     t0 = time.perf_counter()
     while True:
-        result = handlers.dispatch_reminders(engine, now, timedelta(days=1), timedelta(minutes=5), batch=args.batch)
+        uow = SqlUnitOfWork(engine, "/taskflow/reminder-dispatch")
+        result = dispatch_reminders(uow, lambda: now, timedelta(days=1), timedelta(minutes=5), batch=args.batch)
         if result.fired + result.missed == 0:
             break
         fired += result.fired

@@ -1,73 +1,129 @@
 """Fixtures: every API and event test runs on SQLite and, when TASKFLOW_TEST_PG_URL is set
-(`.ci/run` sets it after starting PostgreSQL), on a real PostgreSQL too."""
+(`.ci/run` sets it after starting PostgreSQL), on a real PostgreSQL too.
+
+Tests build the composition root themselves (``taskflow.bootstrap.Root``) with the clock they
+control, instead of patching module globals."""
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from taskflow import config, runtime
+from taskflow import config
 from taskflow.adapters import db
 from taskflow.adapters.tables import metadata
+from taskflow.bootstrap import Root
 
 PG_URL = os.environ.get("TASKFLOW_TEST_PG_URL")
 TEST_SECRET = secrets.token_hex(32)
 
 _BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-_pg_migrated = False
+_pg_engine: Engine | None = None
 
 
-def _pg_url() -> str:
-    global _pg_migrated
+def pg_engine() -> Engine:
+    """The test PostgreSQL, migrated once per session and emptied for each test."""
+    global _pg_engine
     if not PG_URL:
         pytest.skip("TASKFLOW_TEST_PG_URL is not set (.ci/run sets it after starting PostgreSQL)")
-    if not _pg_migrated:
-        db.migrate(PG_URL)
-        _pg_migrated = True
-    engine = db.engine_for(PG_URL)
+    if _pg_engine is None:
+        _pg_engine = db.build_engine(PG_URL)
+        db.migrate(_pg_engine)
     names = ", ".join(t.name for t in metadata.sorted_tables)
-    with engine.begin() as conn:
+    with _pg_engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names}"))
-    return PG_URL
+    return _pg_engine
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, copied for each test (migrating every test's file costs time)."""
+    path = tmp_path_factory.mktemp("template") / "taskflow.db"
+    engine = db.build_engine(f"sqlite:///{path}")
+    db.migrate(engine)
+    engine.dispose()
+    return path
 
 
 @pytest.fixture(params=_BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
+        import shutil
+
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, tmp_path / "taskflow.db")
         return f"sqlite:///{tmp_path / 'taskflow.db'}"
-    return _pg_url()
+    pg_engine()
+    assert PG_URL is not None
+    return PG_URL
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[str]:
+def env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
     for name in list(os.environ):
         if name.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TASKFLOW_DATABASE_URL", db_url)
     monkeypatch.setenv("TASKFLOW_JWT_SECRET", TEST_SECRET)
-    config.reset()
-    runtime.reset()
-    yield db_url
-    config.reset()
-    runtime.reset()
+    return db_url
+
+
+class Clock:
+    """The tests' clock: real time plus an offset the test moves forward (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
 
 
 @pytest.fixture
-def app(env: str) -> Iterator[Any]:
-    """Embedded mode (all functions, in-process bus) without background timers."""
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_app(env: str, clock: Clock) -> Iterator[Callable[..., Any]]:
+    """Start embedded mode (all functions, in-process bus, no background timers) on a root built
+    from the environment as it is now; ``settings`` overrides single settings."""
     from taskflow.embedded import Embedded
 
-    emb = Embedded().start(timers=False)
-    try:
-        yield emb
-    finally:
+    started: list[Embedded] = []
+
+    def start(**settings: Any) -> Embedded:
+        for emb in started:
+            emb.stop()
+        started.clear()
+        root = Root(_replace(config.load(), settings), clock=clock)
+        emb = Embedded(root=root).start(timers=False)
+        started.append(emb)
+        return emb
+
+    yield start
+    for emb in started:
         emb.stop()
+
+
+def _replace(settings: config.Settings, changes: dict[str, Any]) -> config.Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any]) -> Any:
+    return make_app()
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from taskflow.functions import FUNCTIONS
+
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "taskflow"
 KUBE_VERSION = "1.30.0"
@@ -40,7 +42,7 @@ VALUES_FILES: tuple[str | None, ...] = (None, "values-minikube.yaml", "values-cl
 DELIVERIES = ("dapr", "knative")
 KNATIVE = (True, False)
 
-APP_IDS = ("tasks-api", "event-fanout", "reminder-dispatch", "notifier", "recurrence", "audit")
+APP_IDS = tuple(f.app_id for f in FUNCTIONS)
 CONSUMERS = {  # app-id -> (topic, route, routing-rule match or None)
     "notifier": ("reminders", "/events/reminders", None),
     "recurrence": ("task-events", "/events/task-completed", 'event.type == "com.taskflow.task.completed.v1"'),

@@ -45,6 +45,8 @@ TOOLS = Path(__file__).resolve().parent
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 
+from taskflow import functions as catalogue  # noqa: E402
+
 import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
 
@@ -74,14 +76,7 @@ class FunctionSpec:
     index: int  # port offset
 
 
-FUNCTIONS: list[FunctionSpec] = [
-    FunctionSpec("tasks_api", "tasks-api", 0),
-    FunctionSpec("event_fanout", "event-fanout", 1),
-    FunctionSpec("reminder_dispatch", "reminder-dispatch", 2),
-    FunctionSpec("notifier", "notifier", 3),
-    FunctionSpec("recurrence", "recurrence", 4),
-    FunctionSpec("audit", "audit", 5),
-]
+FUNCTIONS: list[FunctionSpec] = [FunctionSpec(f.folder, f.app_id, i) for i, f in enumerate(catalogue.FUNCTIONS)]
 
 
 class StackError(RuntimeError):

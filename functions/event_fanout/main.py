@@ -3,20 +3,23 @@
 import functions_framework
 from flask import Request, Response
 
-from taskflow import runtime
+from taskflow import bootstrap
 from taskflow.api.consumers import cron
-from taskflow.domain.model import utcnow
 from taskflow.observability import configure_logging
-from taskflow.service_layer import handlers
+from taskflow.service_layer import outbox
 
 configure_logging()
 
 
-def _tick() -> dict[str, int]:
-    result = handlers.relay_outbox(runtime.engine(), runtime.publisher(), utcnow())
-    return {"sent": result.sent, "failed": result.failed}
-
-
 @functions_framework.http
 def event_fanout(request: Request) -> Response:
-    return cron(request, _tick)
+    root = bootstrap.root()
+
+    def tick() -> dict[str, int]:
+        publisher = root.publisher
+        if publisher is None:
+            raise RuntimeError("no publisher in this process")
+        result = outbox.relay_outbox(root.uow(), publisher, root.clock)
+        return {"sent": result.sent, "failed": result.failed}
+
+    return cron(request, root.settings, tick)

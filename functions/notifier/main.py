@@ -3,28 +3,20 @@
 import functions_framework
 from flask import Request, Response
 
-from taskflow import config, events, runtime
-from taskflow.api.app import check_webhook_url
+from taskflow import bootstrap, events
 from taskflow.api.consumers import consume
-from taskflow.domain.model import utcnow
 from taskflow.observability import configure_logging
-from taskflow.service_layer import handlers
+from taskflow.service_layer import notifications
 
 configure_logging()
 
 
-def _notify(received: events.Received) -> str:
-    handlers.notify(
-        runtime.engine(),
-        received,
-        utcnow(),
-        runtime.binding(),
-        config.webhook_signing_key(),
-        check_webhook_url,
-    )
-    return "notified"
-
-
 @functions_framework.http
 def notifier(request: Request) -> Response:
-    return consume(request, (events.REMINDER_DUE,), _notify)
+    root = bootstrap.root()
+
+    def notify(received: events.Received) -> str:
+        notifications.notify(root.uow("/taskflow/notifier"), root.clock, received, root.webhooks)
+        return "notified"
+
+    return consume(request, root.settings, (events.REMINDER_DUE,), notify)

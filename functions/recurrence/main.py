@@ -3,25 +3,24 @@
 import functions_framework
 from flask import Request, Response
 
-from taskflow import events, runtime
+from taskflow import bootstrap, events
 from taskflow.api.consumers import consume
-from taskflow.domain.model import utcnow
 from taskflow.observability import configure_logging
-from taskflow.service_layer import handlers
+from taskflow.service_layer import outbox, tasks
 
 configure_logging()
 
 
-def _next(received: events.Received) -> str:
-    now = utcnow()
-    engine = runtime.engine()
-    task, envelopes = handlers.create_next_occurrence(engine, received, now)
-    if task is None:
-        return "nothing to create"
-    runtime.publish_after_commit(envelopes, now)
-    return f"created occurrence {task.occurrence} ({task.id})"
-
-
 @functions_framework.http
 def recurrence(request: Request) -> Response:
-    return consume(request, (events.TASK_COMPLETED,), _next)
+    root = bootstrap.root()
+
+    def create_next(received: events.Received) -> str:
+        uow = root.uow("/taskflow/recurrence")
+        task = tasks.create_next_occurrence(uow, root.clock, received)
+        if task is None:
+            return "nothing to create"
+        outbox.publish_committed(uow, root.publisher, root.clock)
+        return f"created occurrence {task.occurrence} ({task.id})"
+
+    return consume(request, root.settings, (events.TASK_COMPLETED,), create_next)

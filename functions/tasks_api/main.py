@@ -3,6 +3,7 @@
 import functions_framework
 from flask import Request, Response
 
+from taskflow import bootstrap
 from taskflow.api.app import handle
 from taskflow.observability import configure_logging
 
@@ -11,4 +12,4 @@ configure_logging()
 
 @functions_framework.http
 def tasks_api(request: Request) -> Response:
-    return handle(request)
+    return handle(request, bootstrap.root())

@@ -29,21 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "dev":
         os.environ.setdefault("TASKFLOW_DEV", "1")
-        config.reset()
         from taskflow.embedded import serve
 
         serve(args.host, args.port)
     elif args.command == "migrate":
         from taskflow.adapters import db
+        from taskflow.bootstrap import Root
 
-        db.migrate(config.database_url())
+        root = Root(config.load())
+        db.migrate(db.build_engine(root.database_url))
         print("database is at the newest schema")
     elif args.command == "token":
         os.environ.setdefault("TASKFLOW_DEV", "1")
-        config.reset()
         from taskflow.api.auth import issue
+        from taskflow.bootstrap import Root
 
-        print(issue(args.user, args.ttl))
+        root = Root(config.load())
+        print(issue(args.user, root.settings, root.jwt_secret, args.ttl))
     elif args.command == "schemas":
         import json
 

@@ -1,4 +1,4 @@
-"""Embedded mode: all six functions in one process, wired by in-process adapters.
+"""Embedded mode: every function in one process, wired by in-process adapters.
 
 The function code is the same as in the stack: events reach the consumers through the
 Subscriptions in ``dapr/subscriptions.yaml`` (same routes, same rules, same CloudEvents), and
@@ -15,13 +15,12 @@ from typing import Any
 
 from flask import Flask
 
-from taskflow import config, runtime
+from taskflow import bootstrap, config
 from taskflow.adapters.inprocess import DirectInvoker, InProcessBus, load_subscriptions
-from taskflow.domain.model import utcnow as model_now
+from taskflow.functions import FUNCTIONS
+from taskflow.service_layer import outbox
 
 log = logging.getLogger("taskflow.embedded")
-
-FUNCTIONS = ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit")
 
 
 def repo_root() -> Path:
@@ -37,25 +36,28 @@ def load_apps(root: Path) -> dict[str, Flask]:
     import functions_framework
 
     apps = {}
-    for name in FUNCTIONS:
-        source = root / "functions" / name / "main.py"
-        apps[name.replace("_", "-")] = functions_framework.create_app(  # type: ignore[no-untyped-call]
-            target=name, source=str(source)
+    for fn in FUNCTIONS:
+        source = root / "functions" / fn.folder / "main.py"
+        apps[fn.app_id] = functions_framework.create_app(  # type: ignore[no-untyped-call]
+            target=fn.folder, source=str(source)
         )
     return apps
 
 
 @dataclass
 class Embedded:
-    root: Path = field(default_factory=repo_root)
+    """All six functions in this process, sharing one composition root."""
+
+    root: bootstrap.Root = field(default_factory=lambda: bootstrap.Root(config.load()))
+    repo: Path = field(default_factory=repo_root)
     apps: dict[str, Flask] = field(default_factory=dict)
     bus: InProcessBus | None = None
     _timers: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, timers: bool = True) -> Embedded:
-        self.apps = load_apps(self.root)
-        token = config.settings().app_api_token
+        self.apps = load_apps(self.repo)
+        token = self.root.settings.app_api_token
         headers = {"dapr-api-token": token} if token else {}
 
         def deliver(app_id: str, path: str, body: bytes, hdrs: dict[str, str]) -> tuple[int, bytes]:
@@ -66,28 +68,25 @@ class Embedded:
             resp = self.apps[app_id].test_client().get("/" + method.lstrip("/"), query_string=query, headers=headers)
             return resp.status_code, resp.get_data()
 
-        subs = load_subscriptions(self.root / "dapr" / "subscriptions.yaml")
+        subs = load_subscriptions(self.repo / "dapr" / "subscriptions.yaml")
         self.bus = InProcessBus(subs, deliver, app_token=token)
         self.bus.on_settled = self._mark_sent
-        runtime.use(publisher=self.bus, invoker=DirectInvoker(invoke))
-        runtime.engine()  # create and migrate the database before serving
+        self.root.use(publisher=self.bus, invoker=DirectInvoker(invoke))
+        bootstrap.install(self.root)
+        _ = self.root.engine  # create and migrate the database before serving
         self.bus.start()
         if timers:
-            s = config.settings()
+            s = self.root.settings
             self._timer("event-fanout", s.fanout_interval)
             self._timer("reminder-dispatch", s.reminder_interval)
         return self
 
     def _mark_sent(self, event_id: str) -> None:
-        from taskflow.service_layer.unit_of_work import UnitOfWork
-
-        with UnitOfWork(runtime.engine()) as uow:
-            uow.outbox.mark_sent([event_id], model_now())
-            uow.commit()
+        outbox.mark_sent(self.root.uow(), self.root.clock, event_id)
 
     def tick(self, app_id: str) -> Any:
         """One cron trigger, exactly as the cron binding sends it (empty body, JSON content type)."""
-        token = config.settings().app_api_token
+        token = self.root.settings.app_api_token
         hdrs = {"content-type": "application/json", **({"dapr-api-token": token} if token else {})}
         resp = self.apps[app_id].test_client().post("/cron", data=b"", headers=hdrs)
         return resp.get_json(silent=True)
@@ -108,16 +107,18 @@ class Embedded:
         self._stop.set()
         if self.bus is not None:
             self.bus.stop()
-        runtime.reset()
+        bootstrap.install(None)
+        self.root.close()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run embedded mode: the API on host:port, every other function in the background."""
     from werkzeug.serving import run_simple
 
-    config.jwt_secret()  # fail fast, or warn loudly about the dev secret, before serving
-    emb = Embedded().start()
-    log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(config.database_url()))
+    emb = Embedded()
+    _ = emb.root.jwt_secret  # fail fast, or warn loudly about the dev secret, before serving
+    emb.start()
+    log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(emb.root.database_url))
     try:
         run_simple(host, port, emb.apps["tasks-api"], threaded=True, use_reloader=False)
     finally:

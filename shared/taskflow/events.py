@@ -7,13 +7,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from cloudevents.http import CloudEvent, from_http
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from taskflow.domain import model
-from taskflow.schemas import TaskOut
 
 TASK_TOPIC = "task-events"
 REMINDER_TOPIC = "reminders"
@@ -28,11 +26,42 @@ REMINDER_DUE = "com.taskflow.reminder.due.v1"
 TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED)
 
 
+class RecurrenceData(BaseModel):
+    rule: str
+    anchor: Literal["due", "completion"]
+
+
+class ReminderData(BaseModel):
+    offset: str | None = None
+    at: str | None = None
+
+
+class TaskData(BaseModel):
+    """A task as every event and every API answer carries it."""
+
+    id: str
+    title: str
+    description: str
+    status: Literal["open", "completed"]
+    priority: Literal["none", "low", "medium", "high", "urgent"]
+    tags: list[str]
+    due_at: str | None
+    timezone: str
+    recurrence: RecurrenceData | None
+    reminders: list[ReminderData]
+    series_id: str | None
+    occurrence: int
+    completed_at: str | None
+    created_at: str
+    updated_at: str
+    version: int
+
+
 class TaskEventData(BaseModel):
     """``data`` of every task event: the task after the change, who did it, what changed."""
 
     model_config = ConfigDict(extra="ignore")
-    task: TaskOut
+    task: TaskData
     actor: str
     changes: dict[str, list[Any]] = {}
 
@@ -84,7 +113,7 @@ class Envelope:
 
 def task_event(event: model.TaskEvent, source: str = "/taskflow/tasks-api") -> Envelope:
     task = event.task
-    data = TaskEventData(task=TaskOut(**task.to_api()), actor=event.actor, changes=event.changes)
+    data = TaskEventData(task=TaskData(**task.to_api()), actor=event.actor, changes=event.changes)
     return Envelope(
         id=str(uuid.uuid4()),
         type=f"{PREFIX}task.{event.kind}.v1",
@@ -97,7 +126,17 @@ def task_event(event: model.TaskEvent, source: str = "/taskflow/tasks-api") -> E
     )
 
 
-def reminder_due(data: ReminderDueData, now: datetime, source: str = "/taskflow/reminder-dispatch") -> Envelope:
+def reminder_due(
+    reminder: model.DueReminder, late: bool, now: datetime, source: str = "/taskflow/reminder-dispatch"
+) -> Envelope:
+    data = ReminderDueData(
+        reminder_id=reminder.id,
+        task_id=reminder.task_id,
+        owner_id=reminder.owner_id,
+        title=reminder.title,
+        fire_at=reminder.fire_at,
+        late=late,
+    )
     return Envelope(
         id=str(uuid.uuid4()),
         type=REMINDER_DUE,
@@ -124,6 +163,8 @@ class Received:
 
 def parse(headers: Mapping[str, str], body: bytes) -> Received:
     """Parse a delivery: structured or binary CloudEvent, as Dapr or KafkaSource sends it."""
+    from cloudevents.http import CloudEvent, from_http  # only the consumers parse: keep it off other imports
+
     headers = {k.lower(): v for k, v in headers.items()}
     content_type = headers.get("content-type", "")
     if "ce-id" not in headers and "cloudevents" not in content_type:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from taskflow.functions import FUNCTIONS
+
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 LOCK = REPO / "docker" / "requirements.lock"
 DOCKERFILE = REPO / "Dockerfile"
-TARGETS = ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit")
+TARGETS = tuple(f.folder for f in FUNCTIONS)
 
 pytestmark = pytest.mark.helm
 

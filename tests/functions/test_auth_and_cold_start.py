@@ -16,8 +16,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from taskflow import config
-
 ROOT = Path(__file__).resolve().parents[2]
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -49,11 +47,9 @@ def _rs256(claims: dict[str, Any], kid: str = "k1") -> str:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_jwks_tokens_with_issuer_and_audience(client: Any, monkeypatch: Any, jwks_url: str) -> None:
-    monkeypatch.setenv("TASKFLOW_JWKS_URL", jwks_url)
-    monkeypatch.setenv("TASKFLOW_JWT_ISSUER", "https://auth.example")
-    monkeypatch.setenv("TASKFLOW_JWT_AUDIENCE", "taskflow")
-    config.reset()
+def test_jwks_tokens_with_issuer_and_audience(make_app: Any, jwks_url: str) -> None:
+    app = make_app(jwks_url=jwks_url, jwt_issuer="https://auth.example", jwt_audience="taskflow")
+    client = app.apps["tasks-api"].test_client()
     good = _rs256({"sub": "alice", "iss": "https://auth.example", "aud": "taskflow"})
     assert client.get("/v1/tasks", headers={"Authorization": f"Bearer {good}"}).status_code == 200
     for bad in (
@@ -70,11 +66,13 @@ def test_importing_every_function_performs_no_io() -> None:
     """Cold start: building the six apps opens no database connection and no sidecar client."""
     code = """
 import functions_framework, sys
-from taskflow.adapters import db, dapr
-for name in ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit"):
-    functions_framework.create_app(target=name, source=f"functions/{name}/main.py")
-assert db._engines == {}, db._engines
-assert dapr._client is None
+from taskflow import bootstrap
+from taskflow.functions import FUNCTIONS
+for fn in FUNCTIONS:
+    functions_framework.create_app(target=fn.folder, source=f"functions/{fn.folder}/main.py")
+assert bootstrap._root is None  # nothing built: no engine, no sidecar client
+for heavy in ("sqlalchemy.dialects.postgresql", "pg8000", "httpx", "dapr", "grpc", "alembic"):
+    assert heavy not in sys.modules, heavy
 print("ok")
 """
     env = {"TASKFLOW_MODE": "dapr", "DAPR_HTTP_PORT": "1", "PATH": "/usr/bin:/bin"}

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,10 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from taskflow import config, events, runtime
+from taskflow import config, events
 from taskflow.adapters import tables
-from taskflow.service_layer import handlers
-from tests.conftest import auth
+from taskflow.service_layer import outbox
+from taskflow.service_layer.ports import PublishError
+from tests.conftest import Clock, auth
 from tests.functions.test_tasks_api import create, iso
 
 
@@ -54,8 +54,8 @@ def history(client: Any, task_id: str, user: str = "alice") -> list[dict[str, An
     return list(resp.get_json()["items"])
 
 
-def count(table: Any, *where: Any) -> int:
-    with runtime.engine().connect() as conn:
+def count(app: Any, table: Any, *where: Any) -> int:
+    with app.root.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
@@ -92,7 +92,7 @@ def test_poison_events_are_dropped_for_the_dead_letter_topic(app: Any, body: Any
             .post(route, data=body, headers={"content-type": "application/cloudevents+json"})
         )
         assert resp.status_code == 200 and resp.get_json() == {"status": "DROP"}
-    assert count(tables.audit_log) == 0
+    assert count(app, tables.audit_log) == 0
 
 
 @pytest.mark.parametrize(
@@ -102,13 +102,10 @@ def test_poison_events_are_dropped_for_the_dead_letter_topic(app: Any, body: Any
         json.dumps({"specversion": "1.0", "id": "1", "source": "/x", "type": events.TASK_CREATED, "data": {"x": 1}}),
     ],
 )
-def test_with_knative_delivery_poison_events_get_400_for_the_dead_letter_sink(
-    app: Any, body: Any, monkeypatch: Any
-) -> None:
+def test_with_knative_delivery_poison_events_get_400_for_the_dead_letter_sink(make_app: Any, body: Any) -> None:
     """Knative's data-plane contract: 400 is not retried and goes to the KafkaSource's deadLetterSink;
     a 200 DROP would count as delivered there and the event would be lost."""
-    monkeypatch.setenv("TASKFLOW_EVENT_DELIVERY", "knative")
-    config.reset()
+    app = make_app(event_delivery="knative")
     for name, route in (("audit", "/events/task-events"), ("notifier", "/events/reminders")):
         resp = (
             app.apps[name]
@@ -117,14 +114,12 @@ def test_with_knative_delivery_poison_events_get_400_for_the_dead_letter_sink(
         )
         assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
         assert resp.get_json()["type"].endswith("/poison-event") and resp.get_json()["detail"]
-    assert count(tables.audit_log) == 0 and count(tables.notifications) == 0
+    assert count(app, tables.audit_log) == 0 and count(app, tables.notifications) == 0
 
 
-def test_event_delivery_setting_is_validated(monkeypatch: Any) -> None:
-    monkeypatch.setenv("TASKFLOW_EVENT_DELIVERY", "kafka")
-    config.reset()
+def test_event_delivery_setting_is_validated() -> None:
     with pytest.raises(RuntimeError, match="TASKFLOW_EVENT_DELIVERY"):
-        config.settings()
+        config.load({"TASKFLOW_EVENT_DELIVERY": "kafka"})
 
 
 def test_in_process_bus_dead_letters_a_dropped_event(app: Any) -> None:
@@ -136,12 +131,11 @@ def test_in_process_bus_dead_letters_a_dropped_event(app: Any) -> None:
     ) in app.bus.dead_letters
 
 
-def test_database_outage_answers_non_2xx_so_dapr_retries(client: Any, app: Any, monkeypatch: Any) -> None:
+def test_database_outage_answers_non_2xx_so_dapr_retries(client: Any, app: Any) -> None:
     task = create(client)
     from taskflow.adapters import db
 
-    dead = db.engine_for("postgresql+pg8000://nobody:nothing@127.0.0.1:1/none")
-    monkeypatch.setattr(runtime, "engine", lambda: dead)
+    app.root.use(engine=db.build_engine("postgresql+pg8000://nobody:nothing@127.0.0.1:1/none"))
     body, headers = structured(task_event(task))
     resp = app.apps["audit"].test_client().post("/events/task-events", data=body, headers=headers)
     assert resp.status_code >= 500 and resp.get_json()["status"] == "RETRY"
@@ -149,9 +143,8 @@ def test_database_outage_answers_non_2xx_so_dapr_retries(client: Any, app: Any, 
     assert tick.status_code == 503
 
 
-def test_event_and_cron_routes_refuse_callers_without_the_app_token(app: Any, monkeypatch: Any) -> None:
-    monkeypatch.setenv("APP_API_TOKEN", "sidecar-only")
-    config.reset()
+def test_event_and_cron_routes_refuse_callers_without_the_app_token(make_app: Any) -> None:
+    app = make_app(app_api_token="sidecar-only")
     body, headers = structured(task_event({"id": str(uuid.uuid4())}))
     for name, path in (
         ("audit", "/events/task-events"),
@@ -180,31 +173,32 @@ def test_cron_routes_answer_post_with_an_empty_body_200(app: Any) -> None:
 class Recorder:
     """A publisher port that records what it was given (a fake of the port, not of the relay)."""
 
-    def __init__(self, inner: Any = None, fail: bool = False) -> None:
+    def __init__(self, inner: Any = None, fail: bool = False, crash: bool = False) -> None:
         self.inner = inner
         self.fail = fail
+        self.crash = crash  # the process dies right after the broker accepted the event
         self.sent: list[dict[str, Any]] = []
 
     def publish(self, topic: str, event_json: str, partition_key: str) -> None:
-        from taskflow.adapters.ports import PublishError
-
         if self.fail:
             raise PublishError("broker down")
         self.sent.append(json.loads(event_json) | {"_topic": topic, "_key": partition_key})
         if self.inner is not None:
             self.inner.publish(topic, event_json, partition_key)
+        if self.crash:
+            raise RuntimeError("process killed after publishing")
 
 
 def test_events_wait_in_the_outbox_while_the_broker_is_down_and_relay_with_the_same_id(client: Any, app: Any) -> None:
     down = Recorder(fail=True)
-    runtime.use(publisher=down)
+    app.root.use(publisher=down)
     task = create(client)
     client.patch(f"/v1/tasks/{task['id']}", json={"title": "renamed"}, headers=auth())
-    assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 2
-    with runtime.engine().connect() as conn:
+    assert count(app, tables.outbox, tables.outbox.c.sent_at.is_(None)) == 2
+    with app.root.engine.connect() as conn:
         stored = [json.loads(r[0]) for r in conn.execute(select(tables.outbox.c.event).order_by(tables.outbox.c.seq))]
     up = Recorder(inner=app.bus)
-    runtime.use(publisher=up)
+    app.root.use(publisher=up)
     resp = app.apps["event-fanout"].test_client().post("/cron", data=b"", headers={"content-type": "application/json"})
     assert resp.get_json() == {"sent": 2, "failed": 0}
     assert [e["id"] for e in up.sent] == [e["id"] for e in stored]
@@ -213,26 +207,18 @@ def test_events_wait_in_the_outbox_while_the_broker_is_down_and_relay_with_the_s
     assert up.sent[1]["data"]["changes"] == {"title": ["task", "renamed"]}
     app.bus.drain()
     assert [h["type"] for h in history(client, task["id"])] == [events.TASK_CREATED, events.TASK_UPDATED]
-    assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
+    assert count(app, tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
 
 
-def test_crash_between_publish_and_mark_sent_has_no_duplicate_effect(client: Any, app: Any, monkeypatch: Any) -> None:
-    runtime.use(publisher=Recorder(fail=True))
+def test_crash_between_publish_and_mark_sent_has_no_duplicate_effect(client: Any, app: Any) -> None:
+    app.root.use(publisher=Recorder(fail=True))
     task = create(client)
-    up = Recorder(inner=app.bus)
-    from taskflow.adapters import repository
-
-    real = repository.OutboxRepository.mark_sent
-
-    def crash(self: Any, ids: Any, now: Any) -> None:
-        raise RuntimeError("process killed after publishing")
-
-    monkeypatch.setattr(repository.OutboxRepository, "mark_sent", crash)
+    dying = Recorder(inner=app.bus, crash=True)
     with pytest.raises(RuntimeError):
-        handlers.relay_outbox(runtime.engine(), up, datetime.now(UTC))
-    monkeypatch.setattr(repository.OutboxRepository, "mark_sent", real)
-    handlers.relay_outbox(runtime.engine(), up, datetime.now(UTC))
-    assert len(up.sent) == 2 and up.sent[0]["id"] == up.sent[1]["id"]  # re-published with the same id
+        outbox.relay_outbox(app.root.uow(), dying, app.root.clock)
+    up = Recorder(inner=app.bus)
+    outbox.relay_outbox(app.root.uow(), up, app.root.clock)
+    assert dying.sent[0]["id"] == up.sent[0]["id"]  # re-published with the same id
     app.bus.drain()
     assert len(history(client, task["id"])) == 1
 
@@ -240,7 +226,7 @@ def test_crash_between_publish_and_mark_sent_has_no_duplicate_effect(client: Any
 def test_writes_publish_at_once_without_waiting_for_the_relay(client: Any, app: Any) -> None:
     task = create(client)
     app.bus.drain()
-    assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
+    assert count(app, tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
     assert len(history(client, task["id"])) == 1
 
 
@@ -262,11 +248,11 @@ def inbox(client: Any, user: str = "alice") -> list[dict[str, Any]]:
     return list(client.get("/v1/notifications", headers=auth(user)).get_json()["items"])
 
 
-def test_a_due_reminder_reaches_the_inbox_once(client: Any, app: Any) -> None:
+def test_a_due_reminder_reaches_the_inbox_once(client: Any, app: Any, clock: Clock) -> None:
     due = datetime.now(UTC) + timedelta(seconds=1)
     task = create(client, title="Stand-up", due_at=iso(due), reminders=[{"offset": "PT0S"}])
     assert tick(app)["fired"] == 0
-    time.sleep(1.2)
+    clock.advance(seconds=1.2)
     assert tick(app) == {"fired": 1, "late": 0, "missed": 0}
     assert tick(app)["fired"] == 0
     items = inbox(client)
@@ -276,30 +262,30 @@ def test_a_due_reminder_reaches_the_inbox_once(client: Any, app: Any) -> None:
     assert inbox(client, "bob") == []
 
 
-def test_no_reminder_for_completed_or_deleted_tasks_or_past_times(client: Any, app: Any) -> None:
+def test_no_reminder_for_completed_or_deleted_tasks_or_past_times(client: Any, app: Any, clock: Clock) -> None:
     soon = datetime.now(UTC) + timedelta(seconds=1)
     done = create(client, due_at=iso(soon), reminders=[{"offset": "PT0S"}])
     gone = create(client, due_at=iso(soon), reminders=[{"offset": "PT0S"}])
     create(client, due_at=iso(soon + timedelta(days=1)), reminders=[{"at": iso(soon - timedelta(minutes=5))}])
     client.post(f"/v1/tasks/{done['id']}/complete", headers=auth())
     client.delete(f"/v1/tasks/{gone['id']}", headers=auth())
-    time.sleep(1.2)
+    clock.advance(seconds=1.2)
     assert tick(app)["fired"] == 0
     assert inbox(client) == []
 
 
-def test_changing_due_re_bases_relative_reminders(client: Any, app: Any) -> None:
+def test_changing_due_re_bases_relative_reminders(client: Any, app: Any, clock: Clock) -> None:
     far = datetime.now(UTC) + timedelta(days=3)
     task = create(client, due_at=iso(far), reminders=[{"offset": "-PT15M"}])
     soon = datetime.now(UTC) + timedelta(seconds=1)
     client.patch(f"/v1/tasks/{task['id']}", json={"due_at": iso(soon + timedelta(minutes=15))}, headers=auth())
-    time.sleep(1.2)
+    clock.advance(seconds=1.2)
     assert tick(app)["fired"] == 1
     assert inbox(client)[0]["fire_at"] == iso(soon)
 
 
-def _backdate(task_id: str, by: timedelta) -> None:
-    with runtime.engine().begin() as conn:
+def _backdate(app: Any, task_id: str, by: timedelta) -> None:
+    with app.root.engine.begin() as conn:
         conn.execute(
             update(tables.reminders).where(tables.reminders.c.task_id == task_id).values(fire_at=datetime.now(UTC) - by)
         )
@@ -309,8 +295,8 @@ def test_after_downtime_recent_reminders_fire_late_and_old_ones_are_missed(clien
     later = iso(datetime.now(UTC) + timedelta(days=2))
     recent = create(client, title="recent", due_at=later, reminders=[{"offset": "-PT1H"}])
     old = create(client, title="old", due_at=later, reminders=[{"offset": "-PT1H"}])
-    _backdate(recent["id"], timedelta(hours=3))
-    _backdate(old["id"], timedelta(hours=25))
+    _backdate(app, recent["id"], timedelta(hours=3))
+    _backdate(app, old["id"], timedelta(hours=25))
     assert tick(app) == {"fired": 1, "late": 1, "missed": 1}
     items = inbox(client)
     assert [(i["title"], i["late"]) for i in items] == [("recent", True)]
@@ -319,8 +305,8 @@ def test_after_downtime_recent_reminders_fire_late_and_old_ones_are_missed(clien
 def test_grace_period_follows_the_configuration_store_live(client: Any, app: Any) -> None:
     later = iso(datetime.now(UTC) + timedelta(days=2))
     task = create(client, title="late", due_at=later, reminders=[{"offset": "-PT1H"}])
-    _backdate(task["id"], timedelta(hours=3))
-    with runtime.engine().begin() as conn:  # an operator shortens the grace period to one hour
+    _backdate(app, task["id"], timedelta(hours=3))
+    with app.root.engine.begin() as conn:  # an operator shortens the grace period to one hour
         conn.execute(tables.taskflow_config.insert().values(key="reminder_grace_seconds", value="3600", version="1"))
     assert tick(app) == {"fired": 0, "late": 0, "missed": 1}
     assert inbox(client) == []
@@ -351,17 +337,19 @@ def receiver() -> Iterator[str]:
     server.shutdown()
 
 
-def test_webhook_is_signed_retried_and_never_duplicates_the_inbox(client: Any, app: Any, receiver: str) -> None:
+def test_webhook_is_signed_retried_and_never_duplicates_the_inbox(
+    client: Any, app: Any, receiver: str, clock: Clock
+) -> None:
     assert client.put("/v1/settings", json={"webhook_url": receiver}, headers=auth()).status_code == 200
     Receiver.answers = [500, 503]  # the receiver fails twice, then accepts
     app.bus.backoff = 0.01
     soon = datetime.now(UTC) + timedelta(seconds=1)
     create(client, title="Ping", due_at=iso(soon), reminders=[{"offset": "PT0S"}])
-    time.sleep(1.2)
+    clock.advance(seconds=1.2)
     tick(app)
     assert len(Receiver.received) == 3
     headers, body = Receiver.received[-1]
-    key = config.webhook_signing_key().encode()
+    key = app.root.webhook_signing_key.encode()
     assert headers["X-TaskFlow-Signature"] == "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
     assert len({h["X-TaskFlow-Event-Id"] for h, _ in Receiver.received}) == 1
     payload = json.loads(body)
@@ -396,24 +384,19 @@ def test_notifier_accepts_a_binary_reminder_event(app: Any, client: Any) -> None
     assert [n["title"] for n in inbox(client)] == ["binary"]
 
 
-def test_events_queued_in_a_process_that_dies_are_relayed_after_restart(env: str) -> None:
+def test_events_queued_in_a_process_that_dies_are_relayed_after_restart(make_app: Any) -> None:
     """The in-process bus acknowledges an event only once consumed; the outbox keeps the rest."""
-    from taskflow.embedded import Embedded
-
-    first = Embedded().start(timers=False)
+    first = make_app()
     first.bus.stop()  # the consumers die with events still queued
     api = first.apps["tasks-api"].test_client()
     task = create(api)
     api.patch(f"/v1/tasks/{task['id']}", json={"title": "renamed"}, headers=auth())
-    assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 2
+    assert count(first, tables.outbox, tables.outbox.c.sent_at.is_(None)) == 2
     first.stop()
 
-    second = Embedded().start(timers=False)
-    try:
-        assert second.tick("event-fanout") == {"sent": 2, "failed": 0}
-        second.bus.drain()
-        api = second.apps["tasks-api"].test_client()
-        assert [h["type"] for h in history(api, task["id"])] == [events.TASK_CREATED, events.TASK_UPDATED]
-        assert count(tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0
-    finally:
-        second.stop()
+    second = make_app()
+    assert second.tick("event-fanout") == {"sent": 2, "failed": 0}
+    second.bus.drain()
+    api = second.apps["tasks-api"].test_client()
+    assert [h["type"] for h in history(api, task["id"])] == [events.TASK_CREATED, events.TASK_UPDATED]
+    assert count(second, tables.outbox, tables.outbox.c.sent_at.is_(None)) == 0

@@ -251,14 +251,12 @@ def test_idempotency_key_replays_and_refuses_a_different_body(client: Any) -> No
     assert bob.status_code == 201 and bob.get_json()["id"] != first.get_json()["id"]
 
 
-def test_idempotency_key_in_flight_is_409(client: Any) -> None:
+def test_idempotency_key_in_flight_is_409(client: Any, app: Any) -> None:
     import hashlib
-
-    from taskflow import runtime
 
     key = "idem:" + hashlib.sha256(b"alice\x00busy").hexdigest()
     fp = hashlib.sha256(json.dumps({"title": "x"}, sort_keys=True).encode()).hexdigest()
-    runtime.state().save(key, json.dumps({"state": "running", "fingerprint": fp}), ttl_seconds=60)
+    app.root.state.save(key, json.dumps({"state": "running", "fingerprint": fp}), ttl_seconds=60)
     resp = client.post("/v1/tasks", json={"title": "x"}, headers={**auth(), "Idempotency-Key": "busy"})
     assert resp.status_code == 409
     assert client.get("/v1/tasks", headers=auth()).get_json()["items"] == []

@@ -9,15 +9,13 @@ from typing import Any
 
 import pytest
 
-from taskflow import config
-from taskflow.api import webapp
-from tests.conftest import auth
+from tests.conftest import Clock, auth
 
 DUE = "2030-03-29T09:00:00Z"  # a Friday; Europe/Paris moves to summer time on Sunday the 31st
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def site(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A built app as tools/build_web.py lays it out: index.html, hashed assets and their .gz siblings."""
     (tmp_path / "assets").mkdir()
     (tmp_path / "index.html").write_text('<!doctype html><script type="module" src="/assets/app-1a2b3c.js"></script>')
@@ -25,12 +23,10 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "assets" / "app-1a2b3c.js").write_bytes(js)
     (tmp_path / "assets" / "app-1a2b3c.js.gz").write_bytes(gzip.compress(js))
     monkeypatch.setenv("TASKFLOW_WEB_DIR", str(tmp_path))
-    webapp.web_dir.cache_clear()
-    yield tmp_path
-    webapp.web_dir.cache_clear()
+    return tmp_path
 
 
-def test_the_page_is_served_at_root_with_strict_security_headers(client: Any, site: Path) -> None:
+def test_the_page_is_served_at_root_with_strict_security_headers(site: Path, client: Any) -> None:
     resp = client.get("/")
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     csp = resp.headers["Content-Security-Policy"]
@@ -41,7 +37,7 @@ def test_the_page_is_served_at_root_with_strict_security_headers(client: Any, si
     assert resp.headers["Cache-Control"] == "no-cache"  # a new build is seen on the next load
 
 
-def test_hashed_assets_are_immutable_and_gzipped_when_accepted(client: Any, site: Path) -> None:
+def test_hashed_assets_are_immutable_and_gzipped_when_accepted(site: Path, client: Any) -> None:
     plain = client.get("/assets/app-1a2b3c.js")
     assert plain.status_code == 200 and plain.mimetype == "text/javascript"
     assert plain.headers["Cache-Control"] == "public, max-age=31536000, immutable"
@@ -54,12 +50,12 @@ def test_hashed_assets_are_immutable_and_gzipped_when_accepted(client: Any, site
 
 
 @pytest.mark.parametrize("path", ["/assets/missing.js", "/../pyproject.toml", "/assets/../../etc/passwd"])
-def test_unknown_or_escaping_paths_are_404_problems(client: Any, site: Path, path: str) -> None:
+def test_unknown_or_escaping_paths_are_404_problems(site: Path, client: Any, path: str) -> None:
     resp = client.get(path)
     assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
 
 
-def test_the_api_is_not_shadowed_by_static_files(client: Any, site: Path) -> None:
+def test_the_api_is_not_shadowed_by_static_files(site: Path, client: Any) -> None:
     assert client.get("/v1/tasks").status_code == 401
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
@@ -72,12 +68,12 @@ def test_dev_token_is_refused_with_a_configured_secret(client: Any) -> None:
 
 
 def test_dev_token_signs_in_a_user_name_when_the_generated_secret_is_in_use(
-    client: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the generated secret lives in ./var/
     monkeypatch.delenv("TASKFLOW_JWT_SECRET")
     monkeypatch.setenv("TASKFLOW_DEV", "1")
-    config.reset()
+    client = make_app().apps["tasks-api"].test_client()
     assert client.get("/v1/auth/options").get_json()["dev_token"] is True
     bad = client.post("/v1/auth/dev-token", json={"user": "   "})
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "user"
@@ -88,9 +84,10 @@ def test_dev_token_signs_in_a_user_name_when_the_generated_secret_is_in_use(
     assert [t["title"] for t in client.get("/v1/tasks", headers=headers).get_json()["items"]] == ["from the browser"]
 
 
-def test_oidc_options_come_from_the_environment(client: Any, monkeypatch: pytest.MonkeyPatch, site: Path) -> None:
+def test_oidc_options_come_from_the_environment(site: Path, make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKFLOW_OIDC_ISSUER", "https://id.example.com/realms/team/")
     monkeypatch.setenv("TASKFLOW_OIDC_CLIENT_ID", "taskflow-web")
+    client = make_app().apps["tasks-api"].test_client()
     assert client.get("/v1/auth/options").get_json()["oidc"] == {
         "issuer": "https://id.example.com/realms/team",
         "client_id": "taskflow-web",
@@ -143,7 +140,7 @@ def test_preview_needs_a_token(client: Any) -> None:
     assert client.post("/v1/recurrence/preview", json={"rule": "FREQ=DAILY", "due_at": DUE}).status_code == 401
 
 
-def test_inbox_polling_gets_304_until_something_arrives(client: Any, app: Any) -> None:
+def test_inbox_polling_gets_304_until_something_arrives(client: Any, app: Any, clock: Clock) -> None:
     first = client.get("/v1/notifications", headers=auth())
     etag = first.headers["ETag"]
     unchanged = client.get("/v1/notifications", headers={**auth(), "If-None-Match": etag})
@@ -156,9 +153,7 @@ def test_inbox_polling_gets_304_until_something_arrives(client: Any, app: Any) -
         json={"title": "call mum", "reminders": [{"at": soon.isoformat()}]},
         headers=auth(),
     ).get_json()
-    import time
-
-    time.sleep(1.5)
+    clock.advance(seconds=1.5)
     app.tick("reminder-dispatch")
     app.bus.drain()  # the notifier writes the inbox from the reminder.due event
     changed = client.get("/v1/notifications", headers={**auth(), "If-None-Match": etag})

@@ -15,7 +15,7 @@ from taskflow.adapters import db
 from taskflow.adapters.repository import OutboxRepository, ReminderRepository, TaskRepository
 from taskflow.domain import model
 from taskflow.events import Envelope
-from tests.conftest import _pg_url
+from tests.conftest import pg_engine
 
 pytestmark = pytest.mark.postgres
 NOW = datetime.now(UTC)
@@ -23,7 +23,7 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture
 def engine() -> Any:
-    return db.engine_for(_pg_url())
+    return pg_engine()
 
 
 def _envelope(i: int) -> Envelope:
@@ -43,7 +43,7 @@ def test_two_relays_claim_disjoint_outbox_rows(engine: Any) -> None:
     with engine.begin() as conn:
         repo = OutboxRepository(conn)
         for i in range(10):
-            repo.add(_envelope(i), NOW)
+            repo.add_many([_envelope(i)], NOW)
     with engine.connect() as a, engine.connect() as b:
         ta, tb = a.begin(), b.begin()
         first = OutboxRepository(a).claim_pending(6)
@@ -66,7 +66,7 @@ def test_two_dispatchers_claim_disjoint_reminders(engine: Any) -> None:
                 reminders=[model.Reminder(at=NOW + timedelta(seconds=1))],
             )
             tasks.add(task)
-            reminders.sync(task, NOW)
+            reminders.replace_pending(task, task.reminder_schedule(NOW, set), NOW)
     later = NOW + timedelta(seconds=5)
     with engine.connect() as a, engine.connect() as b:
         ta, tb = a.begin(), b.begin()
@@ -96,11 +96,9 @@ def test_search_uses_the_gin_index(engine: Any) -> None:
 
 def test_configuration_changes_are_announced_on_the_channel(engine: Any) -> None:
     """configuration.postgresql subscribes with LISTEN; our trigger must NOTIFY on every change."""
-    url = _pg_url()
     import pg8000.native
-    from sqlalchemy.engine import make_url
 
-    u = make_url(url)
+    u = engine.url
     listener = pg8000.native.Connection(
         u.username, host=u.host, port=u.port or 5432, database=u.database, password=u.password
     )
@@ -116,15 +114,10 @@ def test_configuration_changes_are_announced_on_the_channel(engine: Any) -> None
 
 
 def test_migrations_downgrade_and_upgrade_again(tmp_path: Any) -> None:
-    from importlib import resources
-
     from alembic import command
-    from alembic.config import Config
 
-    url = _pg_url()
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("taskflow") / "migrations"))
-    engine = db.engine_for(url)
+    cfg = db.alembic_config()
+    engine = pg_engine()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "base")
@@ -138,19 +131,16 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path: Any) -> None:
 
 
 def test_concurrent_completes_emit_one_event(engine: Any) -> None:
-    from taskflow.service_layer import handlers
-    from taskflow.service_layer.unit_of_work import UnitOfWork
+    from taskflow.adapters.sql_unit_of_work import SqlUnitOfWork
+    from taskflow.bootstrap import system_clock
+    from taskflow.service_layer import tasks
 
-    with UnitOfWork(engine) as uow:
-        task = handlers.create_task(uow, "alice", {"title": "race"}, NOW)
-        uow.commit()
+    task = tasks.create_task(SqlUnitOfWork(engine), system_clock, "alice", {"title": "race"})
     errors: list[BaseException] = []
 
     def complete() -> None:
         try:
-            with UnitOfWork(engine) as uow:
-                handlers.complete_task(uow, "alice", task.id, None, datetime.now(UTC))
-                uow.commit()
+            tasks.complete_task(SqlUnitOfWork(engine), system_clock, "alice", task.id, None)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

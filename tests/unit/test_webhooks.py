@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskflow.api.webhooks import validate_webhook_url
+from taskflow.adapters.webhooks import validate_webhook_url
 
 
 @pytest.mark.parametrize(

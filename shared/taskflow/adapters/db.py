@@ -1,30 +1,17 @@
-"""Engines (built lazily, one per URL) and schema migration through Alembic."""
+"""Engines and schema migration through Alembic (the composition root keeps one engine per process)."""
 
 from __future__ import annotations
 
 import os
-import threading
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()
 
-
-def engine_for(url: str) -> Engine:
-    """The process-wide engine for ``url``; SQLite gets WAL and write-serialising transactions."""
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _build(url)
-            _engines[url] = engine
-        return engine
-
-
-def _build(url: str) -> Engine:
+def build_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and write-serialising transactions."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -49,21 +36,19 @@ def _build(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=300)
 
 
-def migrate(url: str) -> None:
-    """Bring the schema at ``url`` to the newest Alembic revision."""
-    from alembic import command
+def alembic_config() -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("taskflow") / "migrations"))
-    engine = engine_for(url)
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema behind ``engine`` to the newest Alembic revision."""
+    from alembic import command
+
+    cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-def dispose_all() -> None:
-    with _lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()

@@ -14,17 +14,17 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from sqlalchemy import Engine, delete, insert, select, update
 
-from taskflow.adapters.ports import PublishError, StateConflict
 from taskflow.adapters.tables import kv_state, taskflow_config
+from taskflow.service_layer.ports import Clock, PublishError, StateConflict
 
 log = logging.getLogger("taskflow.bus")
 
@@ -254,33 +254,19 @@ class DirectInvoker:
             return status, None
 
 
-class DirectHttpBinding:
-    """The webhook output binding without a sidecar: a plain HTTP POST."""
-
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.timeout = timeout
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        resp = httpx.post(url, content=body, headers=headers, timeout=self.timeout, follow_redirects=False)
-        return resp.status_code
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class SqlState:
     """State store on the application database, with ETags and TTL (like state.postgresql v2)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
+        self.clock = clock
 
     def get(self, key: str) -> tuple[str | None, str | None]:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(kv_state.c.value, kv_state.c.etag, kv_state.c.expires_at).where(kv_state.c.key == key)
             ).first()
-        if row is None or (row[2] is not None and row[2] <= _utcnow()):
+        if row is None or (row[2] is not None and row[2] <= self.clock()):
             return None, None
         return row[0], row[1]
 
@@ -293,7 +279,7 @@ class SqlState:
         ttl_seconds: int | None = None,
         first_write: bool = False,
     ) -> None:
-        now = _utcnow()
+        now = self.clock()
         expires = now + timedelta(seconds=ttl_seconds) if ttl_seconds else None
         new_etag = str(uuid.uuid4())
         with self.engine.begin() as conn:
@@ -326,5 +312,21 @@ class SqlConfig:
             )
             return {r[0]: r[1] for r in rows}
 
-    def subscribe(self, keys: list[str]) -> None:
+    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> None:
         """Embedded mode reads the table on every tick; there is nothing to subscribe to."""
+
+
+class EnvSecrets:
+    """Secrets from the environment (``database-url`` from ``TASKFLOW_DATABASE_URL``, ...), else from
+    ``fallback`` (the Dapr secret store in ``dapr`` mode), so that no secret needs to be in a
+    function's environment there."""
+
+    def __init__(self, environ: Any, fallback: Any = None) -> None:
+        self.environ = environ
+        self.fallback = fallback
+
+    def get(self, key: str) -> str | None:
+        value = self.environ.get("TASKFLOW_" + key.upper().replace("-", "_"))
+        if value:
+            return str(value)
+        return None if self.fallback is None else self.fallback.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -38,8 +39,9 @@ from taskflow.adapters.tables import (
     user_settings,
 )
 from taskflow.domain import model
+from taskflow.domain.query import TaskQuery
 from taskflow.events import Envelope
-from taskflow.schemas import ListQuery
+from taskflow.service_layer.unit_of_work import PendingEvent
 
 
 class BadCursor(ValueError):
@@ -53,50 +55,34 @@ def _dialect(conn: Connection) -> str:
 # --- tasks ---------------------------------------------------------------------------------
 
 
+#: The aggregate's fields that are stored as columns of the same name.
+_STORED = [f.name for f in dataclasses.fields(model.Task) if f.name in tasks.c]
+
+
 def _row_to_task(row: Any) -> model.Task:
     m = row._mapping
-    return model.Task(
-        id=m["id"],
-        owner_id=m["owner_id"],
-        title=m["title"],
-        description=m["description"],
+    values = {name: m[name] for name in _STORED}
+    values.update(
         status=model.Status(m["status"]),
         priority=model.Priority.from_rank(m["priority"]),
         tags=list(m["tags"] or []),
-        due_at=m["due_at"],
-        timezone=m["timezone"],
         recurrence=model.Recurrence.from_json(m["recurrence"]),
         reminders=[model.Reminder.from_json(r) for r in (m["reminders"] or [])],
-        series_id=m["series_id"],
-        occurrence=m["occurrence"],
-        completed_at=m["completed_at"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        version=m["version"],
-        series_start=m["series_start"],
     )
+    return model.Task(**values)
 
 
 def _task_values(task: model.Task) -> dict[str, Any]:
-    return {
-        "owner_id": task.owner_id,
-        "title": task.title,
-        "description": task.description,
-        "status": task.status.value,
-        "priority": task.priority.rank,
-        "tags": list(task.tags),
-        "due_at": task.due_at,
-        "timezone": task.timezone,
-        "recurrence": task.recurrence.to_json() if task.recurrence else None,
-        "reminders": [r.to_json() for r in task.reminders],
-        "series_id": task.series_id,
-        "series_start": task.series_start or (task.due_at if task.series_id else None),
-        "occurrence": task.occurrence,
-        "completed_at": task.completed_at,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "version": task.version,
-    }
+    values = {name: getattr(task, name) for name in _STORED if name != "id"}
+    values.update(
+        status=task.status.value,
+        priority=task.priority.rank,
+        tags=list(task.tags),
+        recurrence=task.recurrence.to_json() if task.recurrence else None,
+        reminders=[r.to_json() for r in task.reminders],
+        series_start=task.series_start or (task.due_at if task.series_id else None),
+    )
+    return values
 
 
 _TASK_COLUMNS = [c for c in tasks.c if c.name != "search_vector"]
@@ -105,6 +91,11 @@ _TASK_COLUMNS = [c for c in tasks.c if c.name != "search_vector"]
 class TaskRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.seen: list[model.Task] = []
+
+    def _seen(self, task: model.Task) -> model.Task:
+        self.seen.append(task)
+        return task
 
     def add(self, task: model.Task) -> bool:
         """Insert; returns False when the series already has this occurrence (exactly-once key)."""
@@ -119,6 +110,7 @@ class TaskRepository:
                 return False
             raise
         self._write_tags(task)
+        self._seen(task)
         return True
 
     def series_has(self, series_id: str, occurrence: int) -> bool:
@@ -138,7 +130,7 @@ class TaskRepository:
         row = self.conn.execute(stmt).first()
         if row is None:
             raise model.NotFound(task_id)
-        return _row_to_task(row)
+        return self._seen(_row_to_task(row))
 
     def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None:
         """Load by id regardless of owner (consumers); deleted tasks only when asked for."""
@@ -146,7 +138,7 @@ class TaskRepository:
         if not include_deleted:
             stmt = stmt.where(tasks.c.deleted_at.is_(None))
         row = self.conn.execute(stmt).first()
-        return None if row is None else _row_to_task(row)
+        return None if row is None else self._seen(_row_to_task(row))
 
     def save(self, task: model.Task) -> None:
         values = _task_values(task)
@@ -183,7 +175,7 @@ class TaskRepository:
 
     # --- listing with filters, search, sort and keyset pagination --------------------------
 
-    def list(self, owner_id: str, query: ListQuery, now: datetime) -> tuple[list[model.Task], str | None]:
+    def list(self, owner_id: str, query: TaskQuery, now: datetime) -> tuple[list[model.Task], str | None]:
         dialect = _dialect(self.conn)
         where: list[ColumnElement[bool]] = [tasks.c.owner_id == owner_id, tasks.c.deleted_at.is_(None)]
         if query.status != "all":
@@ -301,9 +293,8 @@ def _gt(key: _Key, value: Any) -> ColumnElement[bool]:
     return cmp
 
 
-def _signature(owner_id: str, query: ListQuery) -> str:
-    fields = query.model_dump(mode="json", exclude={"cursor", "limit"})
-    raw = json.dumps([owner_id, fields], sort_keys=True).encode()
+def _signature(owner_id: str, query: TaskQuery) -> str:
+    raw = json.dumps([owner_id, query.signature_fields()], sort_keys=True).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -341,21 +332,9 @@ def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[
 # --- outbox --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PendingEvent:
-    seq: int
-    event_id: str
-    topic: str
-    partition_key: str
-    event: str
-
-
 class OutboxRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def add(self, envelope: Envelope, now: datetime) -> None:
-        self.add_many([envelope], now)
 
     def add_many(self, envelopes: Sequence[Envelope], now: datetime) -> None:
         """One multi-row INSERT (SQLAlchemy's insertmanyvalues) for a batch of events."""
@@ -374,12 +353,10 @@ class OutboxRepository:
         ]
         self.conn.execute(insert(outbox), rows)
 
-    def claim_pending(self, limit: int, older_than: datetime | None = None) -> list[PendingEvent]:
+    def claim_pending(self, limit: int) -> list[PendingEvent]:
         """Oldest pending rows, locked so that concurrent relays never take the same row (SKIP LOCKED)."""
         stmt = select(outbox.c.seq, outbox.c.event_id, outbox.c.topic, outbox.c.partition_key, outbox.c.event)
         stmt = stmt.where(outbox.c.sent_at.is_(None))
-        if older_than is not None:
-            stmt = stmt.where(outbox.c.created_at <= older_than)
         stmt = stmt.order_by(outbox.c.seq).limit(limit)
         if _dialect(self.conn) == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
@@ -403,55 +380,36 @@ class OutboxRepository:
 # --- reminders -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DueReminder:
-    id: str
-    task_id: str
-    owner_id: str
-    fire_at: datetime
-    title: str
-
-
 class ReminderRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def sync(self, task: model.Task, now: datetime, deleted: bool = False) -> None:
-        """Re-arm the task's reminders after any change: pending rows are replaced, fired ones kept.
+    def armed(self, task_id: str) -> set[tuple[int, datetime]]:
+        stmt = select(reminders.c.slot, reminders.c.fire_at).where(
+            reminders.c.task_id == task_id, reminders.c.status != "pending"
+        )
+        return {(r[0], r[1]) for r in self.conn.execute(stmt)}
 
-        A reminder whose time is already past when set does not fire; completed and deleted
-        tasks have no pending reminders.
-        """
+    def replace_pending(self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime) -> None:
+        """Pending rows become ``schedule``; fired and missed ones stay."""
         self.conn.execute(delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending"))
-        if deleted or task.status is not model.Status.OPEN:
-            return
-        fired = {
-            (r[0], r[1])
-            for r in self.conn.execute(
-                select(reminders.c.slot, reminders.c.fire_at).where(reminders.c.task_id == task.id)
-            )
-        }
-        rows = []
-        for slot, reminder in enumerate(task.reminders):
-            fire_at = reminder.fire_at(task.due_at)
-            if fire_at is None or fire_at <= now or (slot, fire_at) in fired:
-                continue
-            rows.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "task_id": task.id,
-                    "owner_id": task.owner_id,
-                    "slot": slot,
-                    "fire_at": fire_at,
-                    "status": "pending",
-                    "late": False,
-                    "created_at": now,
-                }
-            )
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "task_id": task.id,
+                "owner_id": task.owner_id,
+                "slot": slot,
+                "fire_at": fire_at,
+                "status": "pending",
+                "late": False,
+                "created_at": now,
+            }
+            for slot, fire_at in schedule
+        ]
         if rows:
             self.conn.execute(insert(reminders), rows)
 
-    def claim_due(self, now: datetime, limit: int) -> list[DueReminder]:
+    def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]:
         """Due reminders of live open tasks, locked with SKIP LOCKED so dispatchers never collide."""
         stmt = (
             select(reminders.c.id, reminders.c.task_id, reminders.c.owner_id, reminders.c.fire_at, tasks.c.title)
@@ -462,7 +420,7 @@ class ReminderRepository:
         )
         if _dialect(self.conn) == "postgresql":
             stmt = stmt.with_for_update(of=reminders, skip_locked=True)
-        return [DueReminder(*r) for r in self.conn.execute(stmt)]
+        return [model.DueReminder(*r) for r in self.conn.execute(stmt)]
 
     def mark(self, ids: Sequence[str], status: str, now: datetime, late: bool = False) -> None:
         if ids:
@@ -564,10 +522,8 @@ def ping(conn: Connection) -> None:
 __all__ = [
     "AuditRepository",
     "BadCursor",
-    "DueReminder",
     "NotificationRepository",
     "OutboxRepository",
-    "PendingEvent",
     "ReminderRepository",
     "SettingsRepository",
     "TaskRepository",

@@ -6,18 +6,9 @@ Raw SQL fragments are used here because the ORM has no full-text vocabulary.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, column, func, literal_column, select, table, text
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-MAX_WORDS = 16
-
-
-def query_words(q: str) -> list[str]:
-    """The words of a search query, lower-cased (punctuation separates words, as in the index)."""
-    return [w.lower() for w in _WORD.findall(q)][:MAX_WORDS]
 
 
 def match_and_rank(dialect: str, words: list[str]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
@@ -41,4 +32,4 @@ def match_and_rank(dialect: str, words: list[str]) -> tuple[ColumnElement[bool],
     return literal_column("tasks.rowid").in_(matching), rank
 
 
-__all__ = ["match_and_rank", "query_words"]
+__all__ = ["match_and_rank"]

@@ -1,4 +1,4 @@
-"""The REST API of ``tasks-api`` (DESIGN §4), as one callable taking a Flask request."""
+"""The REST API of ``tasks-api`` (DESIGN §4), as one callable taking a Flask request and the root."""
 
 from __future__ import annotations
 
@@ -6,17 +6,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Request, Response
 from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from taskflow import config, runtime
-from taskflow.adapters import repository as repo
-from taskflow.adapters.ports import StateConflict
+from taskflow.adapters.repository import BadCursor
 from taskflow.api import auth, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
@@ -26,13 +23,16 @@ from taskflow.api.http import (
     read_model,
     unprocessable,
 )
-from taskflow.api.webhooks import validate_webhook_url
+from taskflow.api.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
+from taskflow.bootstrap import Root
 from taskflow.domain import model
-from taskflow.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
-from taskflow.service_layer import handlers
-from taskflow.service_layer.unit_of_work import UnitOfWork
+from taskflow.domain.query import TaskQuery
+from taskflow.service_layer import notifications, outbox, tasks
+from taskflow.service_layer.ports import StateConflict
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 
 log = logging.getLogger("taskflow.api")
+T = TypeVar("T")
 
 IDEMPOTENCY_TTL = 24 * 3600
 IDEMPOTENCY_CLAIM_TTL = 60
@@ -64,11 +64,12 @@ _routes = Map(
 PUBLIC = {"healthz", "readyz", "openapi", "signin_options", "dev_token"}
 
 
-def handle(request: Request) -> Response:
+def handle(request: Request, root: Root) -> Response:
     adapter = _routes.bind("localhost", path_info=request.path)
     try:
         if webapp.is_asset_request(request):
-            return webapp.serve(request)
+            web_dir = root.component("web_dir", lambda: webapp.web_dir(root.settings.web_dir))
+            return webapp.serve(request, root.settings, web_dir)
         try:
             endpoint, args = adapter.match(request.path, method=request.method)
         except NotFound as exc:
@@ -79,8 +80,8 @@ def handle(request: Request) -> Response:
                 405, "Method not allowed", f"use one of {allowed}", slug="method", headers={"Allow": allowed}
             ) from exc
         view = _VIEWS[endpoint]
-        user = None if endpoint in PUBLIC else _user(request)
-        return view(request, user, **args)
+        user = None if endpoint in PUBLIC else _user(request, root)
+        return view(Call(request, root, user), **args)
     except HttpError as err:
         return problem(err, request.path)
     except model.NotFound:
@@ -92,16 +93,20 @@ def handle(request: Request) -> Response:
         )
     except model.InvalidTask as exc:
         return problem(invalid(exc.field, exc.message), request.path)
-    except repo.BadCursor as exc:
+    except BadCursor as exc:
         return problem(invalid("cursor", str(exc), "Invalid query parameter"), request.path)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
 
 
-def _user(request: Request) -> str:
+def _tokens(root: Root) -> auth.Tokens:
+    return root.component("tokens", lambda: auth.Tokens(root.settings, lambda: root.jwt_secret))
+
+
+def _user(request: Request, root: Root) -> str:
     try:
-        return auth.authenticate(request.headers.get("Authorization"))
+        return _tokens(root).authenticate(request.headers.get("Authorization"))
     except auth.Unauthorized as exc:
         challenge = f'Bearer realm="taskflow", error="{exc.error}", error_description="{exc.message}"'
         raise HttpError(
@@ -109,8 +114,25 @@ def _user(request: Request) -> str:
         ) from exc
 
 
-def _now() -> datetime:
-    return model.utcnow()
+class Call:
+    """One request with what its view needs: the root's unit of work, clock and ports, and the user."""
+
+    def __init__(self, request: Request, root: Root, user: str | None) -> None:
+        self.request = request
+        self.root = root
+        self._user = user
+        self.uow = root.uow()
+
+    @property
+    def user(self) -> str:
+        assert self._user is not None  # every route outside PUBLIC is authenticated
+        return self._user
+
+    def write(self, action: Callable[[AbstractUnitOfWork], T]) -> T:
+        """Run a write use case, then publish what it committed (the outbox relay sends the rest)."""
+        result = action(self.uow)
+        outbox.publish_committed(self.uow, self.root.publisher, self.root.clock)
+        return result
 
 
 def _task_response(task: model.Task, status: int = 200, extra: dict[str, str] | None = None) -> Response:
@@ -118,50 +140,43 @@ def _task_response(task: model.Task, status: int = 200, extra: dict[str, str] | 
     return json_response(task.to_api(), status, headers)
 
 
-def _after_commit(uow: UnitOfWork, now: datetime) -> None:
-    runtime.publish_after_commit(uow.pending_events, now)
-
-
 # --- views ---------------------------------------------------------------------------------
 
 
-def _healthz(request: Request, user: str | None) -> Response:
+def _healthz(call: Call) -> Response:
     return json_response({"status": "ok"})
 
 
-def _readyz(request: Request, user: str | None) -> Response:
+def _readyz(call: Call) -> Response:
+    from taskflow.adapters.repository import ping
+
     try:
-        with runtime.engine().connect() as conn:
-            repo.ping(conn)
+        with call.root.engine.connect() as conn:
+            ping(conn)
     except Exception as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
         raise HttpError(503, "Not ready", "the database is unreachable", slug="not-ready") from exc
     return json_response({"status": "ready"})
 
 
-def _openapi(request: Request, user: str | None) -> Response:
+def _openapi(call: Call) -> Response:
     from taskflow.api.openapi import document
 
     return json_response(document())
 
 
-def _create(request: Request, user: str | None) -> Response:
-    assert user is not None
-    cmd, raw = read_model(request, TaskCreate)
-    key = request.headers.get("Idempotency-Key")
+def _create(call: Call) -> Response:
+    cmd, raw = read_model(call.request, TaskCreate)
+    key = call.request.headers.get("Idempotency-Key")
     if key is None:
-        return _do_create(user, cmd)
+        return _do_create(call, cmd)
     if not 1 <= len(key) <= 255:
         raise HttpError(422, "Invalid Idempotency-Key", "the key must be 1..255 characters", slug="idempotency")
-    return _idempotent(user, key, raw, lambda: _do_create(user, cmd))
+    return _idempotent(call, key, raw, lambda: _do_create(call, cmd))
 
 
-def _do_create(user: str, cmd: TaskCreate) -> Response:
-    now = _now()
-    with UnitOfWork(runtime.engine()) as uow:
-        task = handlers.create_task(uow, user, cmd.to_fields(), now)
-        uow.commit()
-    _after_commit(uow, now)
+def _do_create(call: Call, cmd: TaskCreate) -> Response:
+    task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields()))
     return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
 
 
@@ -170,10 +185,10 @@ def idempotency_state_key(user: str, key: str) -> str:
     return "idem:" + hashlib.sha256(f"{user}\x00{key}".encode()).hexdigest()
 
 
-def _idempotent(user: str, key: str, raw: bytes, run: Callable[[], Response]) -> Response:
+def _idempotent(call: Call, key: str, raw: bytes, run: Callable[[], Response]) -> Response:
     """Idempotency-Key (per user, 24 h): same key and body replay the first answer."""
-    store = runtime.state()
-    state_key = idempotency_state_key(user, key)
+    store = call.root.state
+    state_key = idempotency_state_key(call.user, key)
     fingerprint = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
 
     def replay_or_refuse(record: dict[str, Any]) -> Response:
@@ -221,7 +236,7 @@ def _idempotent(user: str, key: str, raw: bytes, run: Callable[[], Response]) ->
     return resp
 
 
-def _parse_list_query(request: Request) -> ListQuery:
+def _parse_list_query(request: Request) -> TaskQuery:
     raw: dict[str, Any] = {}
     for name in request.args:
         values = request.args.getlist(name)
@@ -233,7 +248,7 @@ def _parse_list_query(request: Request) -> ListQuery:
         else:
             raw[name] = value
     try:
-        return ListQuery.model_validate(raw)
+        return ListQuery.model_validate(raw).to_query()
     except ValidationError as exc:
         raise HttpError(
             422,
@@ -244,66 +259,52 @@ def _parse_list_query(request: Request) -> ListQuery:
         ) from exc
 
 
-def _list(request: Request, user: str | None) -> Response:
-    assert user is not None
-    query = _parse_list_query(request)
-    with UnitOfWork(runtime.engine()) as uow:
-        items, cursor = uow.tasks.list(user, query, _now())
+def _list(call: Call) -> Response:
+    query = _parse_list_query(call.request)
+    items, cursor = tasks.list_tasks(call.uow, call.root.clock, call.user, query)
     return json_response({"items": [t.to_api() for t in items], "next_cursor": cursor})
 
 
-def _get(request: Request, user: str | None, task_id: str) -> Response:
-    assert user is not None
-    with UnitOfWork(runtime.engine()) as uow:
-        task = uow.tasks.get(user, task_id)
-    etag = request.headers.get("If-None-Match")
+def _get(call: Call, task_id: str) -> Response:
+    task = tasks.get_task(call.uow, call.user, task_id)
+    etag = call.request.headers.get("If-None-Match")
     if etag and task.etag in [t.strip() for t in etag.split(",")]:
         return Response(status=304, headers={"ETag": task.etag})
     return _task_response(task)
 
 
-def _patch(request: Request, user: str | None, task_id: str) -> Response:
-    assert user is not None
-    patch, _ = read_model(request, TaskPatch)
-    now = _now()
-    with UnitOfWork(runtime.engine()) as uow:
-        task = handlers.update_task(uow, user, task_id, patch.to_changes(), request.headers.get("If-Match"), now)
-        uow.commit()
-    _after_commit(uow, now)
+def _patch(call: Call, task_id: str) -> Response:
+    patch, _ = read_model(call.request, TaskPatch)
+    if_match = call.request.headers.get("If-Match")
+    task = call.write(
+        lambda uow: tasks.update_task(uow, call.root.clock, call.user, task_id, patch.to_changes(), if_match)
+    )
     return _task_response(task)
 
 
-def _delete(request: Request, user: str | None, task_id: str) -> Response:
-    assert user is not None
-    now = _now()
-    with UnitOfWork(runtime.engine()) as uow:
-        handlers.delete_task(uow, user, task_id, request.headers.get("If-Match"), now)
-        uow.commit()
-    _after_commit(uow, now)
+def _delete(call: Call, task_id: str) -> Response:
+    if_match = call.request.headers.get("If-Match")
+    call.write(lambda uow: tasks.delete_task(uow, call.root.clock, call.user, task_id, if_match))
     return Response(status=204)
 
 
 def _transition(
-    action: Callable[[UnitOfWork, str, str, str | None, datetime], model.Task],
+    action: Callable[[AbstractUnitOfWork, Any, str, str, str | None], model.Task],
 ) -> Callable[..., Response]:
-    def view(request: Request, user: str | None, task_id: str) -> Response:
-        assert user is not None
-        now = _now()
-        with UnitOfWork(runtime.engine()) as uow:
-            task = action(uow, user, task_id, request.headers.get("If-Match"), now)
-            uow.commit()
-        _after_commit(uow, now)
+    def view(call: Call, task_id: str) -> Response:
+        if_match = call.request.headers.get("If-Match")
+        task = call.write(lambda uow: action(uow, call.root.clock, call.user, task_id, if_match))
         return _task_response(task)
 
     return view
 
 
-def _history(request: Request, user: str | None, task_id: str) -> Response:
-    assert user is not None
-    with UnitOfWork(runtime.engine()) as uow:
-        uow.tasks.get(user, task_id)  # 404 unless it is this user's live task
+def _history(call: Call, task_id: str) -> Response:
+    tasks.get_task(call.uow, call.user, task_id)  # 404 unless it is this user's live task
     try:
-        status, body = runtime.invoker().invoke(config.settings().audit_app_id, f"history/{task_id}", {"owner": user})
+        status, body = call.root.invoker.invoke(
+            call.root.settings.audit_app_id, f"history/{task_id}", {"owner": call.user}
+        )
     except Exception as exc:
         log.warning("history invocation failed: %s", exc)
         raise HttpError(502, "Bad gateway", "the audit service did not answer", slug="upstream") from exc
@@ -312,57 +313,36 @@ def _history(request: Request, user: str | None, task_id: str) -> Response:
     return json_response({"items": body.get("items", [])})
 
 
-def _tags(request: Request, user: str | None) -> Response:
-    assert user is not None
-    with UnitOfWork(runtime.engine()) as uow:
-        counts = uow.tasks.tag_counts(user)
+def _tags(call: Call) -> Response:
+    counts = tasks.tag_counts(call.uow, call.user)
     return json_response({"items": [{"name": n, "count": c} for n, c in counts]})
 
 
-def _notifications(request: Request, user: str | None) -> Response:
-    assert user is not None
-    limit = request.args.get("limit", "100")
+def _notifications(call: Call) -> Response:
+    limit = call.request.args.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise invalid("limit", "must be an integer 1..500", "Invalid query parameter")
-    with UnitOfWork(runtime.engine()) as uow:
-        rows = uow.notifications.list(user, int(limit))
-    resp = json_response({"items": [handlers.notification_json(r) for r in rows]})
+    items = notifications.list_notifications(call.uow, call.user, int(limit))
+    resp = json_response({"items": [n.model_dump() for n in items]})
     # An ETag of the body lets a polling client (the web app's inbox) get a bodiless 304.
     etag = '"' + hashlib.sha256(resp.get_data()).hexdigest()[:32] + '"'
     resp.headers["ETag"] = etag
     resp.headers["Cache-Control"] = "no-cache"
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+    if etag in [t.strip() for t in call.request.headers.get("If-None-Match", "").split(",")]:
         return Response(status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     return resp
 
 
-def _settings_get(request: Request, user: str | None) -> Response:
-    assert user is not None
-    with UnitOfWork(runtime.engine()) as uow:
-        url = uow.settings.get(user)
-    return json_response({"webhook_url": url})
+def _settings_get(call: Call) -> Response:
+    return json_response({"webhook_url": notifications.get_settings(call.uow, call.user)})
 
 
-def check_webhook_url(url: str) -> str:
-    s = config.settings()
-    validate_webhook_url(url, s.allow_loopback_webhooks)
-    if s.mode == "dapr" and s.webhook_base_url and not url.startswith(s.webhook_base_url.rstrip("/")):
-        raise ValueError(f"webhook_url must start with {s.webhook_base_url} (the webhook binding's base URL)")
-    return url
-
-
-def _settings_put(request: Request, user: str | None) -> Response:
-    assert user is not None
-    payload, _ = read_model(request, UserSettings)
-    url = payload.webhook_url
-    if url is not None:
-        try:
-            check_webhook_url(url)
-        except ValueError as exc:
-            raise invalid("webhook_url", str(exc)) from exc
-    with UnitOfWork(runtime.engine()) as uow:
-        uow.settings.put(user, url, _now())
-        uow.commit()
+def _settings_put(call: Call) -> Response:
+    payload, _ = read_model(call.request, UserSettings)
+    try:
+        url = notifications.put_settings(call.uow, call.root.clock, call.root.webhooks, call.user, payload.webhook_url)
+    except ValueError as exc:
+        raise invalid("webhook_url", str(exc)) from exc
     return json_response({"webhook_url": url})
 
 
@@ -375,14 +355,14 @@ _VIEWS: dict[str, Callable[..., Response]] = {
     "get": _get,
     "patch": _patch,
     "delete": _delete,
-    "complete": _transition(handlers.complete_task),
-    "reopen": _transition(handlers.reopen_task),
+    "complete": _transition(tasks.complete_task),
+    "reopen": _transition(tasks.reopen_task),
     "history": _history,
     "tags": _tags,
     "notifications": _notifications,
     "settings_get": _settings_get,
     "settings_put": _settings_put,
-    "recurrence_preview": preview.preview,
-    "signin_options": signin.options,
-    "dev_token": signin.dev_token,
+    "recurrence_preview": lambda call: preview.preview(call.request),
+    "signin_options": lambda call: signin.options(call.request, call.root),
+    "dev_token": lambda call: signin.dev_token(call.request, call.root),
 }

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from flask import Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from taskflow import config, events, runtime
+from taskflow import events
 from taskflow.api.http import HttpError, json_response, problem, require_app_token
-from taskflow.service_layer.handlers import RetryableError
+from taskflow.config import Settings
+from taskflow.service_layer.errors import RetryableError
+from taskflow.service_layer.live_config import LiveConfig
 
 log = logging.getLogger("taskflow.consumer")
 
@@ -34,13 +35,13 @@ def healthz(request: Request) -> Response | None:
     return None
 
 
-def guarded(request: Request, run: Callable[[], Response]) -> Response:
+def guarded(request: Request, settings: Settings, run: Callable[[], Response]) -> Response:
     """Health check, app-token check and problem+json mapping common to every sidecar-facing route."""
     health = healthz(request)
     if health is not None:
         return health
     try:
-        require_app_token(request)
+        require_app_token(request, settings.app_api_token)
         return run()
     except HttpError as err:
         return problem(err, request.path)
@@ -48,6 +49,7 @@ def guarded(request: Request, run: Callable[[], Response]) -> Response:
 
 def consume(
     request: Request,
+    settings: Settings,
     accept: tuple[str, ...],
     apply: Callable[[events.Received], str],
 ) -> Response:
@@ -59,7 +61,7 @@ def consume(
         try:
             received = events.parse(dict(request.headers), request.get_data())
         except events.PoisonEvent as exc:
-            if config.settings().event_delivery == "knative":
+            if settings.event_delivery == "knative":
                 log.warning("REJECT 400 (to the dead-letter sink): %s", exc)
                 return problem(HttpError(400, "Unprocessable event", str(exc), slug="poison-event"), request.path)
             log.warning("DROP (to dead-letter topic): %s", exc)
@@ -76,10 +78,10 @@ def consume(
         log.info("%s %s (%s)", outcome, received.id, received.type)
         return json_response(SUCCESS)
 
-    return guarded(request, run)
+    return guarded(request, settings, run)
 
 
-def cron(request: Request, tick: Callable[[], dict[str, Any]]) -> Response:
+def cron(request: Request, settings: Settings, tick: Callable[[], dict[str, Any]]) -> Response:
     """A cron binding (or PingSource) trigger: POST with an empty body; answer exactly 200."""
 
     def run() -> Response:
@@ -92,47 +94,15 @@ def cron(request: Request, tick: Callable[[], dict[str, Any]]) -> Response:
             raise HttpError(503, "Database unavailable", "the tick will be retried") from exc
         return json_response(result)
 
-    return guarded(request, run)
+    return guarded(request, settings, run)
 
 
-class LiveConfig:
-    """Live settings from the configuration store: read on each tick, updated by pushes."""
-
-    def __init__(self, defaults: dict[str, str]) -> None:
-        self.defaults = dict(defaults)
-        self.values = dict(defaults)
-        self._lock = threading.Lock()
-        self._subscribed = False
-
-    def refresh(self) -> None:
-        """Read the store; a key absent from it falls back to its default."""
-        store = runtime.config_store()
-        try:
-            if not self._subscribed:
-                store.subscribe(list(self.defaults))
-                self._subscribed = True
-            items = store.get(list(self.defaults))
-        except Exception as exc:
-            log.warning("configuration store unavailable, keeping current values: %s", exc)
-            return
-        with self._lock:
-            self.values = {k: items.get(k, default) for k, default in self.defaults.items()}
-
-    def push(self, request: Request) -> Response:
-        """Dapr configuration push: ``POST /configuration/<store>/<key>`` with ``{"id","items"}``."""
-        try:
-            body = json.loads(request.get_data() or b"{}")
-            items = body.get("items", {})
-            with self._lock:
-                for key, item in items.items():
-                    if key in self.values and isinstance(item, dict) and "value" in item:
-                        self.values[key] = str(item["value"])
-        except (ValueError, AttributeError):
-            log.warning("malformed configuration push ignored")
-        return json_response({"status": "ok"})
-
-    def get_int(self, key: str) -> int:
-        try:
-            return int(self.values[key])
-        except (KeyError, ValueError):
-            return int(config.settings().reminder_grace_seconds)
+def config_push(request: Request, live: LiveConfig) -> Response:
+    """Dapr configuration push: ``POST /configuration/<store>/<key>`` with ``{"id","items"}``."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+        items = body.get("items", {})
+        live.apply({k: str(v["value"]) for k, v in items.items() if isinstance(v, dict) and "value" in v})
+    except (ValueError, AttributeError):
+        log.warning("malformed configuration push ignored")
+    return json_response({"status": "ok"})

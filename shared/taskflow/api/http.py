@@ -9,8 +9,6 @@ from typing import Any, TypeVar
 from flask import Request, Response
 from pydantic import BaseModel, ValidationError
 
-from taskflow import config
-
 MAX_BODY = 1024 * 1024
 #: Task fields a client may read but not write, and what to do instead.
 READ_ONLY = {
@@ -133,9 +131,8 @@ def unprocessable(exc: ValidationError, detail: str = "the request has invalid f
     return HttpError(422, "Validation failed", detail, slug="validation", errors=validation_errors(exc, prefix))
 
 
-def require_app_token(request: Request) -> None:
+def require_app_token(request: Request, expected: str | None) -> None:
     """Event and cron routes answer only the sidecar, which sends APP_API_TOKEN as dapr-api-token."""
-    expected = config.settings().app_api_token
     if not expected:
         return
     given = request.headers.get("dapr-api-token", "")

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from taskflow import schemas
-from taskflow.api import preview, signin
+from taskflow.api import preview, schemas, signin
 
 _MODELS: list[type[BaseModel]] = [
     schemas.TaskCreate,

@@ -12,8 +12,8 @@ from flask import Request, Response
 from pydantic import Field
 
 from taskflow.api.http import json_response, read_model
+from taskflow.api.schemas import AwareDateTime, RecurrenceIn, TimeZoneName
 from taskflow.domain import model
-from taskflow.schemas import AwareDateTime, RecurrenceIn, TimeZoneName
 
 
 class RecurrencePreviewRequest(RecurrenceIn):
@@ -37,13 +37,13 @@ def next_dues(req: RecurrencePreviewRequest) -> list[model.Task]:
         title="preview",
         due_at=req.due_at,
         timezone=req.timezone,
-        recurrence=model.Recurrence(req.rule, model.Anchor(req.anchor)),
+        recurrence=req.to_domain(),
         series_start=req.due_at,
     )
     out: list[model.Task] = []
     for _ in range(req.count):
         task.completed_at = task.due_at
-        nxt = task.next_occurrence(task.due_at)
+        nxt = task.next_occurrence("preview", task.due_at)
         if nxt is None:
             break
         out.append(nxt)
@@ -51,7 +51,7 @@ def next_dues(req: RecurrencePreviewRequest) -> list[model.Task]:
     return out
 
 
-def preview(request: Request, user: str | None) -> Response:
+def preview(request: Request) -> Response:
     req, _ = read_model(request, RecurrencePreviewRequest)
     tasks = next_dues(req)
     body = RecurrencePreview(

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from taskflow import config
 from taskflow.api import auth
 from taskflow.api.http import HttpError, json_response, read_model
+from taskflow.bootstrap import Root
 
 DEV_TOKEN_TTL = 12 * 3600
 
@@ -44,17 +44,17 @@ class SignInOptions(BaseModel):
     oidc: OidcOptions | None
 
 
-def options(request: Request, user: str | None) -> Response:
-    oidc = config.oidc()
+def options(request: Request, root: Root) -> Response:
+    oidc = root.settings.oidc
     body: dict[str, Any] = {
-        "dev_token": config.dev_secret_in_use(),
+        "dev_token": root.dev_secret_in_use,
         "oidc": None if oidc is None else {"issuer": oidc.issuer, "client_id": oidc.client_id, "scope": oidc.scope},
     }
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
-def dev_token(request: Request, user: str | None) -> Response:
-    if not config.dev_secret_in_use():
+def dev_token(request: Request, root: Root) -> Response:
+    if not root.dev_secret_in_use:
         raise HttpError(
             403,
             "Development sign-in is off",
@@ -63,7 +63,7 @@ def dev_token(request: Request, user: str | None) -> Response:
             slug="dev-token-disabled",
         )
     payload, _ = read_model(request, DevTokenRequest)
-    token = auth.issue(payload.user, DEV_TOKEN_TTL)
+    token = auth.issue(payload.user, root.settings, root.jwt_secret, DEV_TOKEN_TTL)
     return json_response(
         DevToken(access_token=token, expires_in=DEV_TOKEN_TTL).model_dump(), headers={"Cache-Control": "no-store"}
     )

@@ -9,7 +9,6 @@ accept gzip.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,18 +16,16 @@ from flask import Request, Response, send_file
 from werkzeug.exceptions import NotFound
 from werkzeug.security import safe_join
 
-from taskflow import config
 from taskflow.api.http import HttpError
+from taskflow.config import Settings
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 _API_PREFIXES = ("/v1/", "/healthz", "/readyz")
 
 
-@lru_cache(maxsize=1)
-def web_dir() -> Path | None:
+def web_dir(explicit: str | None) -> Path | None:
     """TASKFLOW_WEB_DIR, else ``web/dist`` of the checkout this library runs from, else of the cwd."""
-    explicit = os.environ.get("TASKFLOW_WEB_DIR")
     if explicit:
         return Path(explicit)
     candidates = [p / "web" / "dist" for p in Path(__file__).resolve().parents]
@@ -42,10 +39,10 @@ def is_asset_request(request: Request) -> bool:
     return request.method in ("GET", "HEAD") and not (path == "/v1" or path.startswith(_API_PREFIXES))
 
 
-def content_security_policy() -> str:
+def content_security_policy(settings: Settings) -> str:
     """No inline script or style; the API is same-origin; only the OIDC issuer may be fetched besides."""
     connect = ["'self'"]
-    oidc = config.oidc()
+    oidc = settings.oidc
     if oidc is not None:
         parts = urlsplit(oidc.issuer)
         connect.append(f"{parts.scheme}://{parts.netloc}")
@@ -66,9 +63,9 @@ def content_security_policy() -> str:
     )
 
 
-def secure(resp: Response) -> Response:
+def secure(resp: Response, settings: Settings) -> Response:
     """Headers every page and asset carries."""
-    resp.headers["Content-Security-Policy"] = content_security_policy()
+    resp.headers["Content-Security-Policy"] = content_security_policy(settings)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["X-Frame-Options"] = "DENY"
@@ -76,9 +73,8 @@ def secure(resp: Response) -> Response:
     return resp
 
 
-def serve(request: Request) -> Response:
-    """One static file; ``/`` is the app's page. Unknown paths are a 404 problem."""
-    root = web_dir()
+def serve(request: Request, settings: Settings, root: Path | None) -> Response:
+    """One static file of ``root`` (the built app); ``/`` is the app's page. Unknown paths are a 404 problem."""
     if root is None:
         raise HttpError(
             404,
@@ -106,7 +102,7 @@ def serve(request: Request) -> Response:
         resp.headers["Content-Encoding"] = "gzip"
     resp.headers["Vary"] = "Accept-Encoding"
     resp.headers["Cache-Control"] = IMMUTABLE if name.startswith("assets/") else REVALIDATE
-    return secure(resp)
+    return secure(resp, settings)
 
 
 def _mimetype(name: str) -> str | None:

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -217,6 +218,11 @@ class Recurrence:
         return cls(rule=data["rule"], anchor=Anchor(data.get("anchor", "due")))
 
 
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time as ``format_time`` writes it (``Z`` or an offset)."""
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -285,11 +291,11 @@ class Task:
 
     def check_invariants(self) -> None:
         if self.recurrence is not None and self.due_at is None:
-            raise InvalidTask("recurrence", "a recurring task needs due_at")
+            raise InvalidTask("recurrence", "recurrence requires due_at")
         if len(self.reminders) > REMINDERS_MAX:
             raise InvalidTask("reminders", f"at most {REMINDERS_MAX} reminders")
         if any(r.offset is not None for r in self.reminders) and self.due_at is None:
-            raise InvalidTask("reminders", "a reminder with an offset needs due_at")
+            raise InvalidTask("reminders", "a reminder with an offset requires due_at")
 
     def snapshot(self) -> Task:
         return dataclasses.replace(self, tags=list(self.tags), reminders=list(self.reminders), events=[])
@@ -350,8 +356,9 @@ class Task:
         self._touch(now)
         self.events.append(TaskEvent("deleted", self.snapshot(), actor))
 
-    def next_occurrence(self, now: datetime | None = None) -> Task | None:
-        """The series' next task after this completed one, or None when the series has ended."""
+    def next_occurrence(self, actor: str, now: datetime | None = None) -> Task | None:
+        """The series' next task after this completed one (recording its ``created`` event), or None
+        when the series has ended."""
         if self.recurrence is None or self.due_at is None or self.completed_at is None:
             return None
         series_start = self.due_at if self.occurrence == 1 else (self.series_start or self.due_at)
@@ -368,7 +375,7 @@ class Task:
             return None
         delta = return_due - self.due_at
         now = now or utcnow()
-        return Task(
+        nxt = Task(
             id=str(uuid.uuid4()),
             owner_id=self.owner_id,
             title=self.title,
@@ -385,26 +392,45 @@ class Task:
             updated_at=now,
             series_start=series_start,
         )
+        nxt.events.append(TaskEvent("created", nxt.snapshot(), actor))
+        return nxt
 
     def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status.value,
-            "priority": self.priority.value,
-            "tags": list(self.tags),
-            "due_at": format_time(self.due_at),
-            "timezone": self.timezone,
-            "recurrence": self.recurrence.to_json() if self.recurrence else None,
-            "reminders": [r.to_json() for r in self.reminders],
-            "series_id": self.series_id,
-            "occurrence": self.occurrence,
-            "completed_at": format_time(self.completed_at),
-            "created_at": format_time(self.created_at),
-            "updated_at": format_time(self.updated_at),
-            "version": self.version,
-        }
+        """The task as the API and every event carry it (the one serialisation)."""
+        return {name: _api_value(name, getattr(self, name)) for name in API_FIELDS}
+
+    def reminder_schedule(
+        self, now: datetime, done: Callable[[], set[tuple[int, datetime]]]
+    ) -> list[tuple[int, datetime]]:
+        """The (slot, fire_at) reminders to arm after any change.
+
+        A reminder whose time is already past when set does not fire, one that already fired
+        (``done()``, asked only for an open task) does not fire again, and a completed task has none.
+        """
+        if self.status is not Status.OPEN:
+            return []
+        fired = done()
+        schedule = []
+        for slot, reminder in enumerate(self.reminders):
+            fire_at = reminder.fire_at(self.due_at)
+            if fire_at is not None and fire_at > now and (slot, fire_at) not in fired:
+                schedule.append((slot, fire_at))
+        return schedule
+
+
+#: The task's fields as the API shows them, in order (everything but internal bookkeeping).
+API_FIELDS = tuple(f.name for f in dataclasses.fields(Task) if f.name not in ("owner_id", "events", "series_start"))
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    """A reminder whose time has come, with what its notification shows."""
+
+    id: str
+    task_id: str
+    owner_id: str
+    fire_at: datetime
+    title: str
 
 
 def _api_value(name: str, value: Any) -> Any:

@@ -1,43 +1,146 @@
-"""Unit of work: one connection, one transaction; commit once, roll back on any error."""
+"""The unit of work the handlers see: repositories on one transaction; commit once, roll back on
+any error. It collects the events the aggregates recorded: on commit they go to the outbox in the
+same transaction, and ``committed_events`` holds them for publishing right after.
+
+The SQL implementation is ``adapters.sql_unit_of_work``; tests use a fake with the same shape.
+"""
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine
+from taskflow import events
+from taskflow.domain import model
+from taskflow.domain.query import TaskQuery
 
-from taskflow.adapters import repository as repo
-from taskflow.events import Envelope
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An outbox row waiting to be published."""
+
+    seq: int
+    event_id: str
+    topic: str
+    partition_key: str
+    event: str
 
 
-class UnitOfWork:
-    conn: Connection
+class TaskRepository(Protocol):
+    seen: list[model.Task]
+    """Every task this repository added or loaded in the current transaction (their events are collected)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.pending_events: list[Envelope] = []
-        self._committed = False
+    def add(self, task: model.Task) -> bool:
+        """Insert; False when the series already has this occurrence (exactly-once key)."""
 
-    def __enter__(self) -> UnitOfWork:
-        self.conn = self.engine.connect()
-        self._tx = self.conn.begin()
-        self.tasks = repo.TaskRepository(self.conn)
-        self.outbox = repo.OutboxRepository(self.conn)
-        self.reminders = repo.ReminderRepository(self.conn)
-        self.audit = repo.AuditRepository(self.conn)
-        self.notifications = repo.NotificationRepository(self.conn)
-        self.settings = repo.SettingsRepository(self.conn)
+    def get(self, owner_id: str, task_id: str, *, for_update: bool = False) -> model.Task: ...
+
+    def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None: ...
+
+    def series_has(self, series_id: str, occurrence: int) -> bool: ...
+
+    def save(self, task: model.Task) -> None: ...
+
+    def mark_deleted(self, task: model.Task, now: datetime) -> None: ...
+
+    def tag_counts(self, owner_id: str) -> list[tuple[str, int]]: ...
+
+    def list(self, owner_id: str, query: TaskQuery, now: datetime) -> tuple[list[model.Task], str | None]: ...
+
+
+class OutboxRepository(Protocol):
+    def add_many(self, envelopes: Sequence[events.Envelope], now: datetime) -> None: ...
+
+    def claim_pending(self, limit: int) -> list[PendingEvent]: ...
+
+    def mark_sent(self, event_ids: Iterable[str], now: datetime) -> None: ...
+
+    def mark_failed(self, event_id: str, error: str) -> None: ...
+
+
+class ReminderRepository(Protocol):
+    def armed(self, task_id: str) -> set[tuple[int, datetime]]:
+        """(slot, fire_at) of the task's reminders that already fired or were missed."""
+
+    def replace_pending(self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime) -> None: ...
+
+    def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]: ...
+
+    def mark(self, ids: Sequence[str], status: str, now: datetime, late: bool = False) -> None: ...
+
+
+class AuditRepository(Protocol):
+    def append(self, row: dict[str, Any]) -> bool: ...
+
+    def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]: ...
+
+
+class NotificationRepository(Protocol):
+    def add(self, row: dict[str, Any]) -> bool: ...
+
+    def get_by_event(self, event_id: str) -> dict[str, Any] | None: ...
+
+    def mark_webhook(self, notification_id: str, status: str, now: datetime) -> None: ...
+
+    def list(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+class SettingsRepository(Protocol):
+    def get(self, owner_id: str) -> str | None: ...
+
+    def put(self, owner_id: str, webhook_url: str | None, now: datetime) -> None: ...
+
+
+class AbstractUnitOfWork(abc.ABC):
+    """``with uow:`` opens a transaction (a unit of work may be entered again for the next one)."""
+
+    tasks: TaskRepository
+    outbox: OutboxRepository
+    reminders: ReminderRepository
+    audit: AuditRepository
+    notifications: NotificationRepository
+    settings: SettingsRepository
+
+    def __init__(self, source: str = "/taskflow/tasks-api") -> None:
+        self.source = source  # the CloudEvent source of the events this unit of work records
+        self.committed_events: list[events.Envelope] = []
+        self._emitted: list[events.Envelope] = []
+
+    def __enter__(self) -> AbstractUnitOfWork:
+        self._emitted = []
+        self._begin()
         return self
-
-    def commit(self) -> None:
-        self._tx.commit()
-        self._committed = True
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        try:
-            if not self._committed and self._tx.is_active:
-                self._tx.rollback()
-        finally:
-            self.conn.close()
+        self._end()
+
+    def emit(self, envelope: events.Envelope) -> None:
+        """An event that no task aggregate records (``reminder.due``)."""
+        self._emitted.append(envelope)
+
+    def commit(self, now: datetime) -> None:
+        """Write the collected events to the outbox, then commit."""
+        envelopes = list(self._emitted)
+        for task in self.tasks.seen:
+            envelopes += [events.task_event(e, self.source) for e in task.events]
+            task.events.clear()
+        self.outbox.add_many(envelopes, now)
+        self._commit()
+        self.committed_events = envelopes
+        self._emitted = []
+
+    @abc.abstractmethod
+    def _begin(self) -> None: ...
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def _end(self) -> None:
+        """Roll back unless committed; release the connection."""

@@ -10,13 +10,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from taskflow.domain import model
 from taskflow.domain import recurrence as rrules
+from taskflow.domain.query import TaskQuery, check_sort, query_words
+from taskflow.events import TaskData
 
 Title = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(model.normalize_title)]
 Description = Annotated[str, Field(max_length=model.DESCRIPTION_MAX), AfterValidator(model.normalize_description)]
@@ -52,6 +53,9 @@ class RecurrenceIn(Strict):
         except rrules.RecurrenceError as exc:
             raise ValueError(str(exc)) from exc
 
+    def to_domain(self) -> model.Recurrence:
+        return model.Recurrence(self.rule, model.Anchor(self.anchor))
+
 
 class ReminderIn(Strict):
     """Relative to ``due_at`` (``offset``, ISO 8601 duration such as ``-PT15M``) or absolute (``at``)."""
@@ -60,11 +64,8 @@ class ReminderIn(Strict):
     at: AwareDateTime | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> ReminderIn:
-        if (self.offset is None) == (self.at is None):
-            raise ValueError("a reminder has exactly one of 'offset' or 'at'")
-        if self.offset is not None:
-            model.parse_offset(self.offset)
+    def _valid(self) -> ReminderIn:
+        self.to_domain()  # the domain's rules (exactly one of offset/at, a usable offset) raise ValueError
         return self
 
     def to_domain(self) -> model.Reminder:
@@ -81,20 +82,6 @@ class TaskCreate(Strict):
     recurrence: RecurrenceIn | None = None
     reminders: Annotated[list[ReminderIn], Field(max_length=model.REMINDERS_MAX)] = Field(default_factory=list)
 
-    @field_validator("recurrence")
-    @classmethod
-    def _recurrence_needs_due(cls, value: RecurrenceIn | None, info: ValidationInfo) -> RecurrenceIn | None:
-        if value is not None and info.data.get("due_at") is None:
-            raise ValueError("recurrence requires due_at")
-        return value
-
-    @field_validator("reminders")
-    @classmethod
-    def _offsets_need_due(cls, value: list[ReminderIn], info: ValidationInfo) -> list[ReminderIn]:
-        if info.data.get("due_at") is None and any(r.offset is not None for r in value):
-            raise ValueError("a reminder with an offset requires due_at")
-        return value
-
     def to_fields(self) -> dict[str, Any]:
         return {
             "title": self.title,
@@ -103,9 +90,7 @@ class TaskCreate(Strict):
             "tags": self.tags,
             "due_at": self.due_at,
             "timezone": self.timezone,
-            "recurrence": model.Recurrence(self.recurrence.rule, model.Anchor(self.recurrence.anchor))
-            if self.recurrence
-            else None,
+            "recurrence": self.recurrence.to_domain() if self.recurrence else None,
             "reminders": [r.to_domain() for r in self.reminders],
         }
 
@@ -142,40 +127,13 @@ class TaskPatch(Strict):
             elif name == "reminders":
                 value = [r.to_domain() for r in value or []]
             elif name == "recurrence" and value is not None:
-                value = model.Recurrence(value.rule, model.Anchor(value.anchor))
+                value = value.to_domain()
             out[name] = value
         return out
 
 
-class RecurrenceOut(BaseModel):
-    rule: str
-    anchor: Literal["due", "completion"]
-
-
-class ReminderOut(BaseModel):
-    offset: str | None = None
-    at: str | None = None
-
-
-class TaskOut(BaseModel):
+class TaskOut(TaskData):
     """A task as every endpoint and every event carries it."""
-
-    id: str
-    title: str
-    description: str
-    status: Literal["open", "completed"]
-    priority: PriorityName
-    tags: list[str]
-    due_at: str | None
-    timezone: str
-    recurrence: RecurrenceOut | None
-    reminders: list[ReminderOut]
-    series_id: str | None
-    occurrence: int
-    completed_at: str | None
-    created_at: str
-    updated_at: str
-    version: int
 
 
 class TaskList(BaseModel):
@@ -232,9 +190,6 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-SORT_KEYS = ("due_at", "priority", "created_at", "updated_at", "title", "relevance")
-
-
 class ListQuery(Strict):
     """Query parameters of ``GET /v1/tasks``."""
 
@@ -255,17 +210,7 @@ class ListQuery(Strict):
     @field_validator("sort")
     @classmethod
     def _sort(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        seen: set[str] = set()
-        for item in value:
-            key = item[1:] if item.startswith("-") else item
-            if key not in SORT_KEYS:
-                raise ValueError(f"unknown sort key {key!r}; use {', '.join(SORT_KEYS)}")
-            if key in seen:
-                raise ValueError(f"sort key {key!r} given twice")
-            seen.add(key)
-        return value
+        return None if value is None else check_sort(value)
 
     @field_validator("tags")
     @classmethod
@@ -280,14 +225,11 @@ class ListQuery(Strict):
 
     @property
     def search_words(self) -> list[str]:
-        from taskflow.adapters.search import query_words
-
         return query_words(self.q or "")
 
-    @property
-    def effective_sort(self) -> list[str]:
-        if self.sort:
-            return self.sort
-        if self.search_words:
-            return ["relevance"]
-        return ["due_at", "-priority", "created_at"]
+    def to_query(self) -> TaskQuery:
+        fields = self.model_dump()
+        for name in ("priority", "tags", "sort"):
+            if fields[name] is not None:
+                fields[name] = tuple(fields[name])
+        return TaskQuery(**fields)

@@ -1,0 +1,161 @@
+"""Cold start per function: process start to the first 200, as a scale-from-zero pod sees it.
+
+    python bench/cold_start.py [--runs 5]
+
+Each function runs alone under ``functions-framework`` in ``dapr`` mode against a migrated SQLite
+database (no sidecar: every first request below answers without one). Two figures per function,
+medians over ``--runs`` fresh processes:
+
+- ``healthz``: process start to the first 200 on ``GET /healthz`` (imports and server start);
+- ``first``: process start to the first 200 on the function's own first request (tasks-api: a
+  task list; audit: a history; the crons: one tick; recurrence and notifier: one event), which
+  also builds what that request needs (engine, ports) on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from taskflow.functions import FUNCTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "cold-start-bench-secret-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token() -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": "bench", "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+
+
+def _event(etype: str, data: Any) -> bytes:
+    body = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": etype, "source": "/bench", "data": data}
+    return json.dumps(body).encode()
+
+
+def _first_request(name: str) -> urllib.request.Request:
+    task = {
+        "id": str(uuid.uuid4()),
+        "title": "t",
+        "description": "",
+        "status": "completed",
+        "priority": "none",
+        "tags": [],
+        "due_at": None,
+        "timezone": "UTC",
+        "recurrence": None,
+        "reminders": [],
+        "series_id": None,
+        "occurrence": 1,
+        "completed_at": "2026-01-01T00:00:00Z",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "version": 2,
+    }
+    ce = {"content-type": "application/cloudevents+json"}
+    if name == "tasks_api":
+        return urllib.request.Request("/v1/tasks", headers={"Authorization": f"Bearer {_token()}"})
+    if name == "audit":
+        return urllib.request.Request(f"/history/{uuid.uuid4()}?owner=bench")
+    if name in ("event_fanout", "reminder_dispatch"):
+        return urllib.request.Request("/cron", data=b"", headers={"content-type": "application/json"})
+    if name == "recurrence":
+        data = {"task": task, "actor": "bench", "changes": {}}
+        return urllib.request.Request("/", data=_event("com.taskflow.task.completed.v1", data), headers=ce)
+    reminder = {
+        "reminder_id": str(uuid.uuid4()),
+        "task_id": task["id"],
+        "owner_id": "bench",
+        "title": "t",
+        "fire_at": "2026-01-01T00:00:00Z",
+    }
+    return urllib.request.Request("/", data=_event("com.taskflow.reminder.due.v1", reminder), headers=ce)
+
+
+def _time_to_200(port: int, req: urllib.request.Request, start: float, timeout: float = 30.0) -> float:
+    url = f"http://127.0.0.1:{port}{req.full_url}"
+    while time.perf_counter() - start < timeout:
+        try:
+            r = urllib.request.Request(url, data=req.data, headers=dict(req.header_items()), method=req.get_method())
+            with urllib.request.urlopen(r, timeout=5) as resp:
+                if resp.status == 200:
+                    return (time.perf_counter() - start) * 1000
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{url} answered {exc.code}: {exc.read()[:300]!r}") from exc
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.005)
+    raise RuntimeError(f"{url}: no 200 within {timeout} s")
+
+
+def _run_once(name: str, env: dict[str, str], first: bool) -> float:
+    port = _free_port()
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "functions-framework"),
+        "--source",
+        str(ROOT / "functions" / name / "main.py"),
+        "--target",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        req = _first_request(name) if first else urllib.request.Request("/healthz")
+        return _time_to_200(port, req, start)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        if proc.returncode not in (0, -15):
+            print(err.decode()[-2000:], file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/cold.db"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TASKFLOW_MODE": "dapr",
+            "TASKFLOW_DATABASE_URL": url,
+            "TASKFLOW_JWT_SECRET": SECRET,
+            "TASKFLOW_WEBHOOK_SIGNING_KEY": SECRET,
+            "DAPR_HTTP_PORT": str(_free_port()),  # nothing listens: a first request must not need the sidecar
+            "DAPR_GRPC_PORT": str(_free_port()),
+            "TASKFLOW_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run([sys.executable, "-m", "taskflow.cli", "migrate"], env=env, check=True, capture_output=True)
+        print(f"{'function':<20}{'healthz ms':>12}{'first ms':>12}   (median of {args.runs})")
+        for name in (f.folder for f in FUNCTIONS):
+            health = statistics.median(_run_once(name, env, False) for _ in range(args.runs))
+            first = statistics.median(_run_once(name, env, True) for _ in range(args.runs))
+            print(f"{name:<20}{health:>12.0f}{first:>12.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

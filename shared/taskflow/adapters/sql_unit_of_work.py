@@ -1,0 +1,38 @@
+"""The unit of work on SQLAlchemy: one connection, one transaction, the SQL repositories."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+from taskflow.adapters import repository as repo
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
+
+
+class SqlUnitOfWork(AbstractUnitOfWork):
+    conn: Connection
+
+    def __init__(self, engine: Engine, source: str = "/taskflow/tasks-api") -> None:
+        super().__init__(source)
+        self.engine = engine
+
+    def _begin(self) -> None:
+        self.conn = self.engine.connect()
+        self._tx = self.conn.begin()
+        self._committed = False
+        self.tasks = repo.TaskRepository(self.conn)
+        self.outbox = repo.OutboxRepository(self.conn)
+        self.reminders = repo.ReminderRepository(self.conn)
+        self.audit = repo.AuditRepository(self.conn)
+        self.notifications = repo.NotificationRepository(self.conn)
+        self.settings = repo.SettingsRepository(self.conn)
+
+    def _commit(self) -> None:
+        self._tx.commit()
+        self._committed = True
+
+    def _end(self) -> None:
+        try:
+            if not self._committed and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self.conn.close()

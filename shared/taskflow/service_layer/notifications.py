@@ -1,0 +1,116 @@
+"""Notifications: the user's inbox (idempotent per event) and the signed webhook, if configured."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from taskflow import events
+from taskflow.domain import model
+from taskflow.service_layer.errors import RetryableError
+from taskflow.service_layer.ports import Clock, WebhookSender
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
+
+log = logging.getLogger("taskflow.notifications")
+
+
+class Notification(BaseModel):
+    """One inbox entry, as ``GET /v1/notifications`` lists it and the webhook receives it."""
+
+    id: str
+    task_id: str
+    title: str
+    fire_at: str
+    created_at: str
+    late: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Notification:
+        return cls.model_validate(
+            {k: model.format_time(v) if isinstance(v, datetime) else v for k, v in row.items() if k in cls.model_fields}
+        )
+
+
+def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, webhooks: WebhookSender) -> Notification:
+    """Write the inbox entry once per event id, then deliver the signed webhook if configured.
+
+    A webhook failure raises RetryableError: the redelivery finds the inbox row already there
+    and only retries the webhook, so the inbox is never duplicated.
+    """
+    data = received.data
+    assert isinstance(data, events.ReminderDueData)
+    now = clock()
+    with uow:
+        uow.notifications.add(
+            {
+                "id": str(uuid.uuid4()),
+                "event_id": received.id,
+                "owner_id": data.owner_id,
+                "task_id": data.task_id,
+                "reminder_id": data.reminder_id,
+                "title": data.title,
+                "fire_at": data.fire_at,
+                "late": data.late,
+                "created_at": now,
+                "webhook_status": "none",
+                "webhook_attempts": 0,
+            }
+        )
+        row = uow.notifications.get_by_event(received.id)
+        webhook_url = uow.settings.get(data.owner_id)
+        uow.commit(now)
+    assert row is not None
+    notification = Notification.from_row(row)
+    if not webhook_url or row["webhook_status"] == "delivered":
+        return notification
+    try:
+        webhooks.check(webhook_url)
+    except ValueError as exc:
+        log.warning("webhook for notification %s not sent: %s", row["id"], exc)
+        _mark_webhook(uow, clock, row["id"], "refused")
+        return notification
+    try:
+        status = webhooks.send(webhook_url, notification.model_dump(), received.id)
+    except Exception as exc:  # network errors of either adapter
+        _mark_webhook(uow, clock, row["id"], "failed")
+        raise RetryableError(f"webhook delivery failed: {exc}") from exc
+    if status >= 300:
+        _mark_webhook(uow, clock, row["id"], "failed")
+        raise RetryableError(f"webhook answered {status}")
+    _mark_webhook(uow, clock, row["id"], "delivered")
+    return notification
+
+
+def _mark_webhook(uow: AbstractUnitOfWork, clock: Clock, notification_id: str, status: str) -> None:
+    now = clock()
+    with uow:
+        uow.notifications.mark_webhook(notification_id, status, now)
+        uow.commit(now)
+
+
+def list_notifications(uow: AbstractUnitOfWork, owner_id: str, limit: int) -> list[Notification]:
+    with uow:
+        rows = uow.notifications.list(owner_id, limit)
+    return [Notification.from_row(r) for r in rows]
+
+
+def get_settings(uow: AbstractUnitOfWork, owner_id: str) -> str | None:
+    with uow:
+        return uow.settings.get(owner_id)
+
+
+def put_settings(
+    uow: AbstractUnitOfWork, clock: Clock, webhooks: WebhookSender, owner_id: str, webhook_url: str | None
+) -> str | None:
+    """Store the user's webhook URL; ValueError when the URL policy refuses it (nothing written)."""
+    if webhook_url is not None:
+        webhooks.check(webhook_url)
+    now = clock()
+    with uow:
+        uow.settings.put(owner_id, webhook_url, now)
+        uow.commit(now)
+    return webhook_url

@@ -1,0 +1,112 @@
+"""Publishing the outbox: at once after a commit, and by the relay (the at-least-once safety net)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from taskflow.service_layer.ports import Clock, Publisher, PublishError
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork, PendingEvent
+
+log = logging.getLogger("taskflow.outbox")
+
+
+def _acknowledges(publisher: Publisher) -> bool:
+    """True for a publisher that marks rows sent itself once delivered (the in-process bus)."""
+    return bool(getattr(publisher, "acknowledges_delivery", False))
+
+
+def publish_committed(uow: AbstractUnitOfWork, publisher: Publisher | None, clock: Clock) -> int:
+    """Publish what ``uow`` just committed, so delivery never waits for a relay tick.
+
+    Anything not accepted stays pending in the outbox and the relay sends it; with no publisher
+    in this process the relay sends everything."""
+    envelopes, uow.committed_events = uow.committed_events, []
+    if not envelopes or publisher is None:
+        return 0
+    sent: list[str] = []
+    for envelope in envelopes:
+        try:
+            publisher.publish(envelope.topic, envelope.to_json(), envelope.partition_key)
+        except PublishError as exc:
+            log.warning("publish of %s deferred to the outbox relay: %s", envelope.id, exc)
+            break  # keep one task's events in order: the relay sends the rest
+        except Exception:
+            log.exception("immediate publish failed; the outbox relay retries")
+            break
+        sent.append(envelope.id)
+    if sent and not _acknowledges(publisher):
+        now = clock()
+        with uow:
+            uow.outbox.mark_sent(sent, now)
+            uow.commit(now)
+    return len(sent)
+
+
+def _publish_wave(publisher: Publisher, rows: list[PendingEvent]) -> list[tuple[PendingEvent, str | None]]:
+    """Publish rows (one per task); a publisher with ``publish_batch`` gets one call per topic."""
+    outcome: list[tuple[PendingEvent, str | None]] = []
+    batch = getattr(publisher, "publish_batch", None)
+    topics: dict[str, list[PendingEvent]] = {}
+    for row in rows:
+        topics.setdefault(row.topic, []).append(row)
+    for topic, group in topics.items():
+        if batch is not None and len(group) > 1:
+            errors = batch(topic, [(r.event_id, r.event, r.partition_key) for r in group])
+            outcome += [(r, errors.get(r.event_id)) for r in group]
+            continue
+        for row in group:
+            try:
+                publisher.publish(topic, row.event, row.partition_key)
+            except PublishError as exc:
+                outcome.append((row, str(exc)))
+            else:
+                outcome.append((row, None))
+    return outcome
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    sent: int
+    failed: int
+
+
+def relay_outbox(uow: AbstractUnitOfWork, publisher: Publisher, clock: Clock, batch: int = 500) -> RelayResult:
+    """Relay pending outbox rows oldest first with their fixed ids; rows stay locked while in flight."""
+    with uow:
+        remaining = uow.outbox.claim_pending(batch)
+        sent: list[str] = []
+        failed = 0
+        blocked: set[str] = set()
+        while remaining:
+            # A wave holds at most one event per task, so a failure can never let a task's later
+            # event overtake an earlier one; a task whose event failed waits for the next relay.
+            wave: list[PendingEvent] = []
+            later: list[PendingEvent] = []
+            keys: set[str] = set()
+            for row in remaining:
+                if row.partition_key in blocked:
+                    continue
+                (later if row.partition_key in keys else wave).append(row)
+                keys.add(row.partition_key)
+            for row, error in _publish_wave(publisher, wave):
+                if error is None:
+                    sent.append(row.event_id)
+                else:
+                    failed += 1
+                    blocked.add(row.partition_key)
+                    uow.outbox.mark_failed(row.event_id, error)
+            remaining = later
+        now = clock()
+        if not _acknowledges(publisher):
+            uow.outbox.mark_sent(sent, now)
+        uow.commit(now)
+    return RelayResult(len(sent), failed)
+
+
+def mark_sent(uow: AbstractUnitOfWork, clock: Clock, event_id: str) -> None:
+    """An acknowledging publisher (the in-process bus) settled an event."""
+    now = clock()
+    with uow:
+        uow.outbox.mark_sent([event_id], now)
+        uow.commit(now)

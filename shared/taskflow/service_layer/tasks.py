@@ -1,0 +1,137 @@
+"""Task use cases: each takes a unit of work and a clock, commits once; the events the task
+recorded reach the outbox through the unit of work (publish them with ``outbox.publish_committed``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from taskflow.domain import model
+from taskflow.domain.query import TaskQuery
+from taskflow.service_layer.ports import Clock
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
+
+
+def arm_reminders(uow: AbstractUnitOfWork, task: model.Task, now: datetime, deleted: bool = False) -> None:
+    """Re-arm the task's reminders after any change (the schedule is the domain's rule)."""
+    schedule = [] if deleted else task.reminder_schedule(now, lambda: uow.reminders.armed(task.id))
+    uow.reminders.replace_pending(task, schedule, now)
+
+
+def create_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, fields: dict[str, Any]) -> model.Task:
+    now = clock()
+    with uow:
+        task = model.Task.create(owner_id, owner_id, now=now, **fields)
+        uow.tasks.add(task)
+        arm_reminders(uow, task, now)
+        uow.commit(now)
+    return task
+
+
+def _check_etag(task: model.Task, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    if "*" in tags:
+        return
+    weakless = {t[2:] if t.startswith("W/") else t for t in tags}
+    if task.etag not in weakless:
+        raise model.PreconditionFailed(task.etag)
+
+
+def _change(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    task_id: str,
+    if_match: str | None,
+    apply: Callable[[model.Task, datetime], bool],
+) -> model.Task:
+    """Load for update, check If-Match, apply; save, re-arm and record only when something changed."""
+    now = clock()
+    with uow:
+        task = uow.tasks.get(owner_id, task_id, for_update=True)
+        _check_etag(task, if_match)
+        if apply(task, now):
+            uow.tasks.save(task)
+            arm_reminders(uow, task, now)
+            uow.commit(now)
+    return task
+
+
+def update_task(
+    uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, changes: dict[str, Any], if_match: str | None
+) -> model.Task:
+    return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: bool(t.update(owner_id, changes, now)))
+
+
+def complete_task(
+    uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, if_match: str | None
+) -> model.Task:
+    """Completing a completed task answers it as is, with no event."""
+    return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: t.complete(owner_id, now))
+
+
+def reopen_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, if_match: str | None) -> model.Task:
+    return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: t.reopen(owner_id, now))
+
+
+def delete_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, if_match: str | None) -> None:
+    now = clock()
+    with uow:
+        task = uow.tasks.get(owner_id, task_id, for_update=True)
+        _check_etag(task, if_match)
+        task.delete(owner_id, now)
+        uow.tasks.mark_deleted(task, now)
+        arm_reminders(uow, task, now, deleted=True)
+        uow.commit(now)
+
+
+def get_task(uow: AbstractUnitOfWork, owner_id: str, task_id: str) -> model.Task:
+    with uow:
+        return uow.tasks.get(owner_id, task_id)
+
+
+def list_tasks(
+    uow: AbstractUnitOfWork, clock: Clock, owner_id: str, query: TaskQuery
+) -> tuple[list[model.Task], str | None]:
+    with uow:
+        return uow.tasks.list(owner_id, query, clock())
+
+
+def tag_counts(uow: AbstractUnitOfWork, owner_id: str) -> list[tuple[str, int]]:
+    with uow:
+        return uow.tasks.tag_counts(owner_id)
+
+
+def create_next_occurrence(uow: AbstractUnitOfWork, clock: Clock, received: Any) -> model.Task | None:
+    """On ``task.completed`` of a recurring task create occurrence N+1, exactly once.
+
+    ``received.data`` is the event's ``TaskEventData``; returns the new task, or None when there is
+    none to create (not recurring, series ended, deleted, or already created)."""
+    snapshot = received.data.task
+    if snapshot.recurrence is None or snapshot.due_at is None or snapshot.completed_at is None:
+        return None
+    now = clock()
+    with uow:
+        current = uow.tasks.get_any(snapshot.id, include_deleted=False)
+        if current is None:
+            return None  # deleting an occurrence ends the series
+        series_id = current.series_id or current.id
+        if uow.tasks.series_has(series_id, snapshot.occurrence + 1):
+            return None  # duplicate delivery, or completed again after a reopen
+        # The occurrence as it was completed (the event), in the series as stored now.
+        completed = current
+        completed.series_id = series_id
+        completed.due_at = model.parse_time(snapshot.due_at)
+        completed.completed_at = model.parse_time(snapshot.completed_at)
+        completed.occurrence = snapshot.occurrence
+        completed.recurrence = model.Recurrence.from_json(snapshot.recurrence.model_dump())
+        completed.events.clear()
+        nxt = completed.next_occurrence(received.data.actor, now)
+        if nxt is None or not uow.tasks.add(nxt):
+            return None  # the series has ended, or a concurrent delivery created it
+        arm_reminders(uow, nxt, now)
+        uow.commit(now)
+    return nxt
