@@ -120,6 +120,13 @@ class Root:
 
         return self.component("engine", build)
 
+    def check_database(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        from taskflow.adapters.repository import ping
+
+        with self.engine.connect() as conn:
+            ping(conn)
+
     def uow(self, source: str = "/taskflow/tasks-api") -> AbstractUnitOfWork:
         """A unit of work; the events it records carry ``source``."""
         factory = self._built.get("uow_factory")

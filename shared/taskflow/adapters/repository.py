@@ -39,13 +39,9 @@ from taskflow.adapters.tables import (
     user_settings,
 )
 from taskflow.domain import model
-from taskflow.domain.query import TaskQuery
+from taskflow.domain.query import BadCursor, TaskQuery
 from taskflow.events import Envelope
 from taskflow.service_layer.unit_of_work import PendingEvent
-
-
-class BadCursor(ValueError):
-    """The cursor is malformed or belongs to another query."""
 
 
 def _dialect(conn: Connection) -> str:
@@ -521,7 +517,6 @@ def ping(conn: Connection) -> None:
 
 __all__ = [
     "AuditRepository",
-    "BadCursor",
     "NotificationRepository",
     "OutboxRepository",
     "ReminderRepository",

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from taskflow.adapters.repository import BadCursor
 from taskflow.api import auth, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
@@ -26,7 +25,7 @@ from taskflow.api.http import (
 from taskflow.api.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
 from taskflow.bootstrap import Root
 from taskflow.domain import model
-from taskflow.domain.query import TaskQuery
+from taskflow.domain.query import BadCursor, TaskQuery
 from taskflow.service_layer import notifications, outbox, tasks
 from taskflow.service_layer.ports import StateConflict
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
@@ -148,11 +147,8 @@ def _healthz(call: Call) -> Response:
 
 
 def _readyz(call: Call) -> Response:
-    from taskflow.adapters.repository import ping
-
     try:
-        with call.root.engine.connect() as conn:
-            ping(conn)
+        call.root.check_database()
     except Exception as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
         raise HttpError(503, "Not ready", "the database is unreachable", slug="not-ready") from exc

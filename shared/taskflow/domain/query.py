@@ -14,6 +14,10 @@ MAX_WORDS = 16
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+class BadCursor(ValueError):
+    """The cursor is malformed or belongs to another query."""
+
+
 def query_words(q: str) -> list[str]:
     """The words of a search query, lower-cased (punctuation separates words, as in the index)."""
     return [w.lower() for w in _WORD.findall(q)][:MAX_WORDS]
