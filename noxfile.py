@@ -48,6 +48,21 @@ def stack(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def cluster(session: nox.Session) -> None:
+    """Run TaskFlow on a single-node Kubernetes built here (foreground; needs root); see docs/local-cluster.md."""
+    _install(session)
+    session.run("python", "tools/cluster.py", "up", *session.posargs)
+
+
+@nox.session(python=PYTHON, name="cluster-tests")
+def cluster_tests(session: nox.Session) -> None:
+    """Tests against the local Kubernetes cluster (tests/cluster; needs root, builds Kubernetes when cold)."""
+    _install(session)
+    session.run("python", "tools/bootstrap.py", "helm", "kafka", "kubernetes", "pause")
+    _pytest(session, "-m", "cluster", "tests/cluster")
+
+
+@nox.session(python=PYTHON)
 def bootstrap(session: nox.Session) -> None:
     """Fetch and build daprd, Kafka and helm into .cache/."""
     session.run("python", "tools/bootstrap.py", *session.posargs, external=True)

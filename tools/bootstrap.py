@@ -3,6 +3,7 @@
 
     python tools/bootstrap.py            # the default steps: daprd helm kafka crds
     python tools/bootstrap.py dapr knative coredns  # the cluster's control planes and DNS
+    python tools/bootstrap.py kubernetes pause traefik  # the local cluster's node (tools/cluster.py)
     python tools/bootstrap.py daprd helm # only some steps
     python tools/bootstrap.py --force kafka
 
@@ -15,6 +16,12 @@ Outputs (git-ignored, under the repository's ``.cache/``):
     .cache/bin/knative/       Knative Serving v0.42.2 (controller, webhook, autoscaler, activator, queue)
                               built from tools/knative
     .cache/bin/coredns        CoreDNS v1.15.0, built from tools/coredns
+    .cache/bin/kube-*, kubelet, kubectl
+                              Kubernetes v1.37.2, built from tools/kubernetes (k8s.io/kubernetes with
+                              the replace directives of its go.mod)
+    .cache/bin/pause          the pod sandbox's pause binary (static, gcc) from k8s.io/kubernetes's
+                              build/pause
+    .cache/bin/traefik        Traefik 3.6.12 (the cluster's Knative networking layer), from tools/traefik
     .cache/kafka/libs/        Apache Kafka 4.x broker + tools + Log4j2 binding (tools/kafka/pom.xml)
     .cache/kafka/classes/     tools/kafka/TaskflowKafkaTool.java, compiled
     .cache/crds/              upstream CRDs for the chart checks and the cluster, with manifest.json
@@ -51,11 +58,25 @@ DAPR_VERSION = "1.18.2"
 HELM_VERSION = "v3.22.0"
 KNATIVE_VERSION = "v0.42.2"  # knative.dev/serving module version (Knative Serving 1.15)
 COREDNS_VERSION = "v1.15.0"
+KUBERNETES_VERSION = "v1.37.2"
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+)
+PAUSE_VERSION = "3.10.2"  # TAG of build/pause/Makefile at KUBERNETES_VERSION
+TRAEFIK_VERSION = "3.6.12"
 DAPRD = BIN / "daprd"
 HELM = BIN / "helm"
 DAPR_BIN = BIN / "dapr"
 KNATIVE_BIN = BIN / "knative"
 COREDNS = BIN / "coredns"
+KUBE_APISERVER = BIN / "kube-apiserver"
+PAUSE = BIN / "pause"
+TRAEFIK = BIN / "traefik"
 DAPR_CONTROL_PLANE = ("operator", "injector", "sentry")  # placement and scheduler stay off
 KNATIVE_COMMANDS = ("controller", "webhook", "autoscaler", "activator", "queue")
 
@@ -133,6 +154,12 @@ def _version_of(binary: Path, args: list[str] | None, package: str = "") -> str:
         return ""
 
 
+def _reports(binary: Path, args: list[str] | None, package: str, version: str) -> bool:
+    """``binary`` says it is ``version``: exactly, or as a word of its first line (``Kubernetes v1.37.2``)."""
+    got = _version_of(binary, args, package)
+    return got == version or version in (got.splitlines() or [""])[0].split()
+
+
 def build_info_version(binary: Path, package: str) -> str:
     """The version of the module that provides ``package``, from ``go version -m binary``."""
     if not binary.exists() or not shutil.which("go"):
@@ -158,7 +185,7 @@ def _go_tool(
     version: str,
     binary: Path,
     version_args: list[str] | None,
-    package: str,
+    package: str | list[str],
     ldflags: str,
     *,
     tags: str | None = None,
@@ -167,31 +194,38 @@ def _go_tool(
     module: str | None = None,
 ) -> None:
     """Build ``package`` from the tool module ``tools/<module or name>`` unless ``binary`` already
-    reports ``version`` (``version_args`` None: the module version in the binary's build info)."""
+    reports ``version`` (``version_args`` None: the module version in the binary's build info).
+
+    With several packages (one ``go build``), each command lands in ``binary.parent`` under its own
+    name, and ``binary`` (one of them) answers the version probe.
+    """
     mod = TOOLS / (module or name)
+    packages = [package] if isinstance(package, str) else package
+    outputs = [binary] if len(packages) == 1 else [binary.parent / p.rsplit("/", 1)[-1] for p in packages]
     want = {"version": version, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
     if tags:
         want["tags"] = tags
-    if not force and binary.exists() and _version_of(binary, version_args, package) == version:
+    if not force and all(o.exists() for o in outputs) and _reports(binary, version_args, packages[0], version):
         if not _stamp_ok(name, want):
             _write_stamp(name, want)  # binary is right (e.g. built by hand with the same command)
-        log(f"{name} {version}: up to date ({binary})")
+        log(f"{name} {version}: up to date ({binary.parent if len(outputs) > 1 else binary})")
         return
     _need("go", f"build {name}")
     log(f"{name} {version}: building from tools/{mod.name}{note}")
     binary.parent.mkdir(parents=True, exist_ok=True)
     tag_args = ["-tags", tags] if tags else []
+    out = str(binary) if len(packages) == 1 else f"{binary.parent}{os.sep}"
     _run(
-        ["go", "build", *tag_args, "-trimpath", "-ldflags", ldflags, "-o", str(binary), package],
-        f"building {name} {version} ({package} in tools/{mod.name})",
+        ["go", "build", *tag_args, "-trimpath", "-ldflags", ldflags, "-o", out, *packages],
+        f"building {name} {version} ({', '.join(packages)} in tools/{mod.name})",
         cwd=mod,
         env={"CGO_ENABLED": "0"},
     )
-    got = _version_of(binary, version_args, package)
-    if got != version:
+    if not _reports(binary, version_args, packages[0], version):
+        got = _version_of(binary, version_args, packages[0])
         raise BootstrapError(f"built {name} reports version {got!r}, expected {version}")
     _write_stamp(name, want)
-    log(f"{name} {got}: built")
+    log(f"{name} {version}: built")
 
 
 def step_daprd(force: bool = False) -> None:
@@ -260,6 +294,72 @@ def step_coredns(force: bool = False) -> None:
         None,
         "github.com/coredns/coredns",
         "-s -w",
+        force=force,
+    )
+
+
+def _k8s_ldflags() -> str:
+    v = KUBERNETES_VERSION
+    major, minor = v.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={v}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    return " ".join(flags)
+
+
+def step_kubernetes(force: bool = False) -> None:
+    """kube-apiserver, -controller-manager, -scheduler, -proxy, kubelet and kubectl in one go build."""
+    _go_tool(
+        "kubernetes",
+        KUBERNETES_VERSION,
+        KUBE_APISERVER,
+        ["--version"],
+        [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS],
+        _k8s_ldflags(),
+        note=" (about 15 min of CPU cold on 2 cores; Go caches make rebuilds fast)",
+        force=force,
+    )
+
+
+def go_module_dir(module: str, version: str, cwd: Path) -> Path:
+    """Directory of ``module@version`` in the Go module cache (downloaded if needed)."""
+    _need("go", f"download {module}")
+    out = _run(["go", "mod", "download", "-json", f"{module}@{version}"], f"go mod download {module}", cwd=cwd)
+    return Path(json.loads(out)["Dir"])
+
+
+def step_pause(force: bool = False) -> None:
+    """The pod sandbox's pause binary: build/pause/linux/pause.c of k8s.io/kubernetes, static, with gcc."""
+    want = {"version": PAUSE_VERSION, "kubernetes": KUBERNETES_VERSION}
+    if not force and PAUSE.exists() and _stamp_ok("pause", want):
+        log(f"pause {PAUSE_VERSION}: up to date ({PAUSE})")
+        return
+    _need("gcc", "compile the pause binary")
+    src = go_module_dir("k8s.io/kubernetes", KUBERNETES_VERSION, TOOLS / "kubernetes") / "build/pause/linux/pause.c"
+    BIN.mkdir(parents=True, exist_ok=True)
+    _run(
+        ["gcc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{PAUSE_VERSION}", "-o", str(PAUSE), str(src)],
+        "compiling build/pause/linux/pause.c",
+    )
+    _write_stamp("pause", want)
+    log(f"pause {PAUSE_VERSION}: built ({PAUSE})")
+
+
+def step_traefik(force: bool = False) -> None:
+    """Traefik, the local cluster's Knative networking layer (its Knative provider)."""
+    _go_tool(
+        "traefik",
+        TRAEFIK_VERSION,
+        TRAEFIK,
+        ["version"],
+        "github.com/traefik/traefik/v3/cmd/traefik",
+        f"-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",
+        note=" (a few minutes on 2 cores)",
         force=force,
     )
 
@@ -341,7 +441,11 @@ STEPS = {
     "dapr": step_dapr,
     "knative": step_knative,
     "coredns": step_coredns,
+    "kubernetes": step_kubernetes,
+    "pause": step_pause,
+    "traefik": step_traefik,
 }
+CLUSTER_STEPS = ("helm", "kafka", "crds", "kubernetes", "pause", "traefik", "dapr", "knative", "coredns")
 DEFAULT_STEPS = ("daprd", "helm", "kafka", "crds")
 
 

@@ -55,6 +55,12 @@ HOST = "127.0.0.1"
 PORT = 9092
 CONTROLLER_PORT = 9093
 BOOTSTRAP = f"{HOST}:{PORT}"
+# A second listener for pods of the local Kubernetes cluster (tools/cluster.py): they reach the host
+# through their bridge's gateway, so the broker must advertise that address to them, not 127.0.0.1.
+# It listens on every interface (the gateway address only exists while the cluster runs).
+POD_PORT = 9094
+POD_ADDRESS = os.environ.get("TASKFLOW_KAFKA_POD_ADDRESS", "10.244.0.1")
+POD_BOOTSTRAP = f"{POD_ADDRESS}:{POD_PORT}"
 HEAP = "-Xmx512m"
 
 # name -> partitions
@@ -130,11 +136,11 @@ def _write_config() -> None:
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers={HOST}:{CONTROLLER_PORT}
-listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}
+listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},PODS://0.0.0.0:{POD_PORT}
+advertised.listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},PODS://{POD_BOOTSTRAP}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PODS:PLAINTEXT
 log.dirs={DATA}
 num.partitions=1
 default.replication.factor=1

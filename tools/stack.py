@@ -24,20 +24,16 @@ Secret values are written to a 0600 file and never printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +45,8 @@ from taskflow import functions as catalogue  # noqa: E402
 
 import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
+import procs  # noqa: E402
+from procs import Proc  # noqa: E402
 
 REPO = TOOLS.parent
 CACHE = REPO / ".cache"
@@ -87,20 +85,8 @@ def log(msg: str) -> None:
     print(f"[stack] {msg}", flush=True)
 
 
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
-
-
-def _http_status(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, OSError):
-        return 0
+_port_open = procs.port_open
+_http_status = procs.http_status
 
 
 def _venv_bin(name: str) -> str:
@@ -152,31 +138,6 @@ def render_dapr(env: dict[str, str], src: Path = DAPR_SRC, dest: Path = DAPR_RUN
 
 
 # ------------------------------------------------------------------------------ processes
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    log_offset: int = 0  # where this run's output starts in the (appended) log file
-
-    def new_output(self) -> str:
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(self.log_offset)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.new_output().splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -270,20 +231,7 @@ class Stack:
     def stop(self) -> None:
         # sidecars first (they stop delivering), then apps, then Kafka
         for kind in ("daprd", "app"):
-            procs = [getattr(a, kind) for a in self.apps.values() if getattr(a, kind) is not None]
-            for p in procs:
-                if p.alive():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.popen.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            for p in procs:
-                try:
-                    p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log(f"{p.name} did not stop in time; killing it")
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.popen.pid, signal.SIGKILL)
-                    p.popen.wait(timeout=5)
+            procs.stop([p for a in self.apps.values() if (p := getattr(a, kind)) is not None], timeout=15, log=log)
             for a in self.apps.values():
                 setattr(a, kind, None)
         if self._kafka_started and self.stop_kafka:
@@ -380,39 +328,7 @@ class Stack:
         return data
 
     def _postgres(self, password: str) -> None:
-        if not _port_open(PG_PORT):
-            if not shutil.which("pg_ctlcluster"):
-                raise StackError(f"PostgreSQL is not listening on {PG_PORT} and pg_ctlcluster is not installed")
-            log(f"starting PostgreSQL {PG_VERSION}/{PG_CLUSTER}")
-            res = subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], capture_output=True, text=True)
-            if res.returncode != 0:
-                raise StackError(f"pg_ctlcluster {PG_VERSION} {PG_CLUSTER} start failed: {res.stderr.strip()}")
-            for _ in range(60):
-                if _port_open(PG_PORT):
-                    break
-                time.sleep(0.5)
-            else:
-                raise StackError(f"PostgreSQL did not open port {PG_PORT}")
-        # role + database, idempotent; the password comes in on stdin and is never echoed
-        db = self.database
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db):
-            raise StackError(f"database name {db!r}: use lower-case letters, digits and '_'")
-        drop = f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n" if self.fresh_database else ""
-        sql = f"""
-\\set ON_ERROR_STOP on
-SELECT format('CREATE ROLE {PG_USER} LOGIN PASSWORD %L', :'pw')
-  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}') \\gexec
-SELECT format('ALTER ROLE {PG_USER} LOGIN PASSWORD %L', :'pw') \\gexec
-{drop}SELECT 'CREATE DATABASE {db} OWNER {PG_USER}'
-  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}') \\gexec
-"""
-        cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(PG_PORT), "-v", f"pw={password}"]
-        if os.geteuid() == 0:
-            cmd = ["su", "postgres", "-c", " ".join(_shq(c) for c in cmd)]
-        res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise StackError(f"creating role/database {db} failed: {res.stderr.replace(password, '***').strip()}")
-        log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {db}" + (" (recreated empty)" if drop else ""))
+        ensure_database(self.database, PG_USER, password, fresh=self.fresh_database)
 
     def _migrate(self, database_url: str) -> None:
         log("running migrations: python -m taskflow.cli migrate")
@@ -448,20 +364,7 @@ SELECT format('ALTER ROLE {PG_USER} LOGIN PASSWORD %L', :'pw') \\gexec
         return env
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], logfile: Path) -> Proc:
-        with open(logfile, "ab") as f:
-            f.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
-            f.flush()
-            offset = f.tell()
-            popen = subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                env=env,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # own process group: Ctrl-C reaches us, we stop them in order
-            )
-        return Proc(name, popen, logfile, offset)
+        return procs.spawn(name, cmd, env, logfile, cwd=REPO)
 
     def _start_app(self, a: App) -> None:
         source = self.functions_dir / a.spec.folder / "main.py"
@@ -571,6 +474,49 @@ SELECT format('ALTER ROLE {PG_USER} LOGIN PASSWORD %L', :'pw') \\gexec
         pg = f"{PG_HOST}:{PG_PORT}/{self.database}"
         print(f"PostgreSQL: {pg} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
         print(f"Dapr:       resources {RESOURCES}, config {CONFIG}", flush=True)
+
+
+def start_postgres() -> None:
+    """Start the host's PostgreSQL cluster (``pg_ctlcluster``) unless something listens on its port."""
+    if not _port_open(PG_PORT):
+        if not shutil.which("pg_ctlcluster"):
+            raise StackError(f"PostgreSQL is not listening on {PG_PORT} and pg_ctlcluster is not installed")
+        log(f"starting PostgreSQL {PG_VERSION}/{PG_CLUSTER}")
+        res = subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise StackError(f"pg_ctlcluster {PG_VERSION} {PG_CLUSTER} start failed: {res.stderr.strip()}")
+        for _ in range(60):
+            if _port_open(PG_PORT):
+                break
+            time.sleep(0.5)
+        else:
+            raise StackError(f"PostgreSQL did not open port {PG_PORT}")
+
+
+def ensure_database(db: str, user: str, password: str, fresh: bool = False) -> None:
+    """Start PostgreSQL if needed; create (or re-password) ``user`` and create ``db`` owned by it.
+
+    ``fresh`` drops ``db`` first. The password goes in through psql's stdin and is never echoed.
+    """
+    start_postgres()
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", user):
+        raise StackError(f"database/role name {db!r}/{user!r}: use lower-case letters, digits and '_'")
+    drop = f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n" if fresh else ""
+    sql = f"""
+\\set ON_ERROR_STOP on
+SELECT format('CREATE ROLE {user} LOGIN PASSWORD %L', :'pw')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') \\gexec
+SELECT format('ALTER ROLE {user} LOGIN PASSWORD %L', :'pw') \\gexec
+{drop}SELECT 'CREATE DATABASE {db} OWNER {user}'
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}') \\gexec
+"""
+    cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(PG_PORT), "-v", f"pw={password}"]
+    if os.geteuid() == 0:
+        cmd = ["su", "postgres", "-c", " ".join(_shq(c) for c in cmd)]
+    res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise StackError(f"creating role/database {db} failed: {res.stderr.replace(password, '***').strip()}")
+    log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {db}" + (" (recreated empty)" if drop else ""))
 
 
 def _shq(s: str) -> str:
