@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -55,7 +54,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 TOOLS = Path(__file__).resolve().parent
 if str(TOOLS) not in sys.path:
@@ -655,22 +653,6 @@ class TcpForwarder:
 # ------------------------------------------------------------------------------ platform parts
 
 
-def _tool_module(*names: str) -> ModuleType | None:
-    """Import tools/<name>.py under a private name (tools/platform.py must not shadow the stdlib)."""
-    for name in names:
-        path = TOOLS / f"{name}.py"
-        if not path.exists():
-            continue
-        spec = importlib.util.spec_from_file_location(f"taskflow_tools_{name}", path)
-        if spec is None or spec.loader is None:
-            continue
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    return None
-
-
 def coredns_manifest(image: str) -> str:
     corefile = f""".:53 {{
     errors
@@ -958,6 +940,7 @@ class Cluster:
     """The node as a context manager: ``start()`` brings it up, ``stop()`` tears everything down."""
 
     port: int = field(default_factory=lambda: int(os.environ.get("PORT", "8080")))
+    platform: bool = True  # images, CoreDNS, Knative Serving, Dapr, Traefik
     taskflow: bool = True
     run_bootstrap: bool = True
     startup_timeout: float = 180.0
@@ -967,7 +950,6 @@ class Cluster:
     _forwarders: list[TcpForwarder] = field(default_factory=list, init=False)
     _started: bool = field(default=False, init=False)
     _kafka_started: bool = field(default=False, init=False)
-    skipped: dict[str, str] = field(default_factory=dict, init=False)
     taskflow_image: str = field(default="", init=False)
     versions: dict[str, str] = field(default_factory=dict, init=False)
 
@@ -1026,7 +1008,7 @@ class Cluster:
         if os.geteuid() != 0:
             raise ClusterError("the cluster needs root (containerd, kubelet, iptables, mounts)")
         if self.run_bootstrap:
-            bootstrap.bootstrap(["helm", "kafka", "kubernetes", "pause"])
+            bootstrap.bootstrap(list(bootstrap.CLUSTER_STEPS))
         ensure_packages()
         busy = [str(p) for p in (API_PORT, ETCD_PORT, ETCD_PEER_PORT, 10250, 10257, 10259) if procs.port_open(p)]
         if busy:
@@ -1055,6 +1037,8 @@ class Cluster:
             60,
             self._dead,
         )
+        if not self.platform:
+            return
         self._images()
         self._coredns()
         self._platform()
@@ -1062,90 +1046,74 @@ class Cluster:
         if self.taskflow:
             t1 = time.monotonic()
             self._taskflow()
-            if "taskflow" not in self.skipped:
-                self.timings["taskflow_ready"] = time.monotonic() - t1
-                log(f"TaskFlow Ready {self.timings['taskflow_ready']:.1f}s after the platform; API on {self.api_url}")
-        for part, why in self.skipped.items():
-            log(f"NOT RUNNING: {part}: {why}")
-
-    def _skip(self, part: str, why: str) -> None:
-        self.skipped[part] = why
-        log(f"skipping {part}: {why}")
+            self.timings["taskflow_ready"] = time.monotonic() - t1
+            log(f"TaskFlow Ready {self.timings['taskflow_ready']:.1f}s after the platform; API on {self.api_url}")
 
     # ---- platform
 
     def _images(self) -> None:
-        images = _tool_module("images")
-        if images is None:
-            self._skip("images", "tools/images.py is not on this branch (cluster-images helper)")
-            return
+        import images  # tools/images.py (podman, debootstrap; stamps make a warm run skip every build)
+
         t0 = time.monotonic()
-        built: dict[str, Path] = images.build()
-        index_file = CACHE / "images" / "index.json"
-        index = json.loads(index_file.read_text()) if index_file.exists() else {}
-        record = STATE / "imported.json"
-        imported = json.loads(record.read_text()) if record.exists() else {}
-        present = self.image_refs()
-        todo = [r for r in built if r not in present or imported.get(r) != index.get(r, {}).get("inputs")]
-        if todo:
-            images.import_into_containerd(str(CONTAINERD_SOCK), "k8s.io", todo)
-            for r in todo:
-                imported[r] = index.get(r, {}).get("inputs")
-            record.write_text(json.dumps(imported, indent=2))
+        try:
+            built = images.build()
+            images.import_into_containerd(str(CONTAINERD_SOCK), "k8s.io", sorted(built))
+        except images.ImageError as e:
+            raise ClusterError(f"images: {e}") from e
         self.timings["images"] = time.monotonic() - t0
-        log(f"images: {len(built)} built, {len(todo)} imported in {self.timings['images']:.1f}s")
+        log(f"images: {len(built)} ready in containerd after {self.timings['images']:.1f}s")
 
     def _ref(self, prefix: str) -> str | None:
         refs = sorted(r for r in self.image_refs() if r.startswith(prefix))
         return refs[-1] if refs else None
 
     def _coredns(self) -> None:
-        image = self._ref("dev.local/coredns/coredns:")
-        if image is None:
-            self._skip("CoreDNS", "no dev.local/coredns/coredns image in containerd")
-            return
+        import images
+
+        image = images.ref("coredns")
         self.versions["coredns"] = image.rsplit(":", 1)[1]
         kubectl("apply", "-f", "-", input=coredns_manifest(image))
         kubectl("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
 
-    def _apply_all(self, manifest: str, what: str, attempts: int = 5) -> None:
-        """Server-side apply; custom resources whose CRD is in the same manifest need a second pass."""
-        for i in range(attempts):
+    def _apply(self, manifest: str, what: str) -> None:
+        """Server-side apply: CRDs first, Established, then the rest (which may hold their custom resources)."""
+        import cluster_platform
+
+        crds, rest = cluster_platform.split_crds(manifest)
+        for part, text in (("CRDs", crds), ("resources", rest)):
+            if text.strip() in ("", "---"):
+                continue
             res = subprocess.run(
                 kubectl_cmd("apply", "--server-side", "--force-conflicts", "-f", "-"),
-                input=manifest, capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            if res.returncode == 0:
-                return
-            if i == attempts - 1:
-                raise ClusterError(f"applying {what} failed:\n{res.stderr[-3000:]}")
-            kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", check=False, timeout=70)
-            time.sleep(2)
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if res.returncode != 0:
+                raise ClusterError(f"applying {what} ({part}) failed:\n{res.stderr[-3000:]}")
+            if part == "CRDs":
+                kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=70)
 
     def _platform(self) -> None:
-        plat = _tool_module("platform_manifests", "cluster_platform", "platform")
-        if plat is None:
-            self._skip("Knative Serving and Dapr", "tools/platform.py is not on this branch (cluster-images helper)")
-            return
+        import cluster_platform
+
         t0 = time.monotonic()
-        self._apply_all(plat.render_knative_serving(), "Knative Serving")
-        kubectl(
-            "patch", "configmap", "config-network", "-n", "knative-serving", "--type", "merge",
-            "-p", json.dumps({"data": {"ingress-class": KNATIVE_INGRESS_CLASS}}),
-        )  # fmt: skip
-        self._apply_all(plat.render_dapr_control_plane(), "the Dapr control plane")
+        knative = cluster_platform.render_knative_serving(
+            config={"config-network": {"ingress-class": KNATIVE_INGRESS_CLASS}}
+        )
+        self.versions["knative-serving"] = _release_of(knative)
+        self._apply(knative, "Knative Serving")
+        self._apply(cluster_platform.render_dapr_control_plane(), "the Dapr control plane")
+        self.versions["dapr"] = bootstrap.DAPR_VERSION
         for ns in ("knative-serving", "dapr-system"):
-            kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", ns, "--timeout=300s",
-                    timeout=310)  # fmt: skip
+            kubectl(
+                "wait", "--for=condition=Available", "deployment", "--all", "-n", ns, "--timeout=300s", timeout=310
+            )  # fmt: skip
         self.timings["platform"] = time.monotonic() - t0
-        log(f"Knative Serving and Dapr control plane Available in {self.timings['platform']:.1f}s")
+        log(f"Knative Serving and Dapr control plane Available after {self.timings['platform']:.1f}s")
 
     def _traefik(self) -> None:
-        if "Knative Serving and Dapr" in self.skipped:
-            return
-        if not bootstrap.TRAEFIK.exists():
-            self._skip("Traefik", f"{bootstrap.TRAEFIK} not built (python tools/bootstrap.py traefik)")
-            return
         kubectl("apply", "-f", "-", input=traefik_manifest())
         token = kubectl("create", "token", "traefik", "-n", TRAEFIK_NAMESPACE, "--duration=48h").strip()
         cfg = STATE / "traefik.json"
@@ -1203,13 +1171,9 @@ class Cluster:
         return data
 
     def _taskflow(self) -> None:
-        if "Knative Serving and Dapr" in self.skipped or "Traefik" in self.skipped:
-            self._skip("taskflow", "needs Knative Serving, Dapr and Traefik")
-            return
-        image = self._ref("dev.local/taskflow/taskflow:")
-        if image is None:
-            self._skip("taskflow", "no dev.local/taskflow/taskflow image in containerd")
-            return
+        import images
+
+        image = images.ref("taskflow")
         self.taskflow_image = image
         import stack  # the host PostgreSQL helpers
 
@@ -1458,6 +1422,11 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _release_of(manifest: str) -> str:
+    m = re.search(r'serving\.knative\.dev/release: "?([^"\s]+)', manifest)
+    return m.group(1) if m else "?"
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -1519,7 +1488,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="bring the cluster up in the foreground; Ctrl-C tears it down")
-    up.add_argument("--no-taskflow", action="store_true", help="only the node; do not install TaskFlow")
+    up.add_argument("--no-taskflow", action="store_true", help="do not install TaskFlow (node and platform only)")
+    up.add_argument("--node-only", action="store_true", help="only the node: no images, CoreDNS, Knative, Dapr")
     up.add_argument("--no-bootstrap", action="store_true", help="skip tools/bootstrap.py")
     up.add_argument("--smoke", action="store_true", help="run a restricted pause pod and exit")
     sub.add_parser("down", help="clean up what a killed run left behind")
@@ -1533,7 +1503,11 @@ def main(argv: list[str] | None = None) -> int:
         down()
         return 0
 
-    cluster = Cluster(taskflow=not args.no_taskflow, run_bootstrap=not args.no_bootstrap)
+    cluster = Cluster(
+        platform=not args.node_only,
+        taskflow=not (args.no_taskflow or args.node_only),
+        run_bootstrap=not args.no_bootstrap,
+    )
     stopping = threading.Event()
 
     def interrupt(signum: int, _frame: object) -> None:

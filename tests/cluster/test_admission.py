@@ -36,8 +36,6 @@ VARIANTS = cc.variants()
 @pytest.fixture(scope="module")
 def served(cluster: Any) -> set[tuple[str, str]]:
     """(apiVersion, kind) pairs the API server serves."""
-    if "Knative Serving and Dapr" in cluster.skipped:
-        pytest.skip(f"Knative and Dapr are not installed: {cluster.skipped['Knative Serving and Dapr']}")
     out = cluster.kubectl("api-resources", "--no-headers")
     pairs = set()
     for line in out.splitlines():

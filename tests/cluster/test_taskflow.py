@@ -24,8 +24,6 @@ APP_IDS = ("tasks-api", "event-fanout", "reminder-dispatch", "notifier", "recurr
 
 @pytest.fixture(scope="module")
 def tf(cluster: Any) -> Any:
-    if "taskflow" in cluster.skipped:
-        pytest.skip(f"TaskFlow is not installed: {cluster.skipped['taskflow']}")
     return cluster
 
 
