@@ -307,6 +307,12 @@ def test_phone_layout(phone: Any, api: Api, user: str) -> None:
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     check_axe(phone)
     screenshot(phone, "phone-list")
+    expect(phone.get_by_label("Show")).to_be_hidden()  # the filters fold away on a phone
+    phone.get_by_role("button", name="Filters").click()
+    phone.get_by_label("Importance").select_option("high")
+    expect(phone.get_by_role("list", name="Tasks").get_by_role("checkbox")).to_have_count(1)
+    expect(phone.get_by_role("button", name="Filters (on)")).to_have_attribute("aria-expanded", "true")
+    check_axe(phone)
     phone.get_by_role("button", name="New task").click()
     expect(phone.get_by_label("Title")).to_be_visible()
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

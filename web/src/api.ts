@@ -134,6 +134,12 @@ async function request(method: string, path: string, body?: unknown, headers: Re
   return { body: parsed, etag, status: resp.status };
 }
 
+/** A random Idempotency-Key (crypto.randomUUID exists only on https and localhost; a LAN address over http has not). */
+function newKey(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export const etagOf = (t: Task): string => `"${t.id}-v${t.version}"`;
 
 export const api = {
@@ -142,7 +148,7 @@ export const api = {
     ((await request("POST", "/v1/auth/dev-token", { user })).body as { access_token: string }).access_token,
   list: async (query: URLSearchParams) => (await request("GET", `/v1/tasks?${query}`)).body as Page,
   get: async (id: string) => (await request("GET", `/v1/tasks/${encodeURIComponent(id)}`)).body as Task,
-  create: async (fields: TaskFields) => (await request("POST", "/v1/tasks", fields, { "Idempotency-Key": crypto.randomUUID() })).body as Task,
+  create: async (fields: TaskFields) => (await request("POST", "/v1/tasks", fields, { "Idempotency-Key": newKey() })).body as Task,
   update: async (task: Task, fields: TaskFields) =>
     (await request("PATCH", `/v1/tasks/${encodeURIComponent(task.id)}`, fields, { "If-Match": etagOf(task) })).body as Task,
   complete: async (task: Task) =>

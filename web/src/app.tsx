@@ -81,6 +81,8 @@ function Workspace({ token, onSignOut }: { token: string; onSignOut: () => void 
   const [inbox, setInbox] = useState<Notification[]>([]);
   const seenKey = `taskflow.seen.${user}`;
   const [seen, setSeen] = useState<string>(() => localStorage.getItem(seenKey) ?? "");
+  // On a phone the filters fold away behind a button; wider screens always show them.
+  const [filtersOpen, setFiltersOpen] = useState(() => !matchMedia("(max-width: 640px)").matches);
   const [theme, setTheme] = useState<string>(() => document.documentElement.dataset.theme ?? "");
   const pendingDeletes = useRef(new Map<string, { task: Task; timer: number }>());
   const listSeq = useRef(0);
@@ -366,7 +368,10 @@ function Workspace({ token, onSignOut }: { token: string; onSignOut: () => void 
             <p id="quick-help" class="hint">One line: a name, <code>#tags</code> and <code>!low</code> … <code>!urgent</code>.</p>
           </form>
 
-          <section class="filters" aria-label="Filters">
+          <button type="button" class="filters-toggle" aria-expanded={filtersOpen} aria-controls="filters" onClick={() => setFiltersOpen(!filtersOpen)}>
+            Filters{pageQuery({ ...filters, q: "" }) ? " (on)" : ""}
+          </button>
+          <section id="filters" class={filtersOpen ? "filters" : "filters closed"} aria-label="Filters">
             <div class="field">
               <label for="f-status">Show</label>
               <select id="f-status" value={filters.status} onChange={(e) => set({ status: e.currentTarget.value as Filters["status"] })}>
