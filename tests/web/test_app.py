@@ -235,6 +235,9 @@ def test_a_reminder_arrives_in_the_inbox_without_a_reload(page: Any, api: Api, u
     page.keyboard.press("Escape")
     expect(inbox).to_have_accessible_name("Inbox, 0 unread")
     expect(inbox).to_be_focused()  # focus back on the opener
+    inbox.click()
+    page.get_by_role("button", name="Open Stand-up call").click()  # the reminder's task, in the editor
+    expect(page.get_by_role("dialog", name="Edit task").get_by_label("Title")).to_have_value("Stand-up call")
 
 
 def test_history_and_webhook_setting(page: Any, api: Api, user: str) -> None:

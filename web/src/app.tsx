@@ -505,7 +505,20 @@ function Workspace({ token, onSignOut }: { token: string; onSignOut: () => void 
         />
       )}
       {open?.kind === "history" && <HistoryDialog task={open.task} onClose={() => setOpen(null)} />}
-      {open?.kind === "inbox" && <InboxDialog items={inbox} onClose={() => setOpen(null)} />}
+      {open?.kind === "inbox" && (
+        <InboxDialog
+          items={inbox}
+          onClose={() => setOpen(null)}
+          onOpen={async (id) => {
+            try {
+              setOpen({ kind: "editor", task: await api.get(id) });
+            } catch (err) {
+              setOpen(null);
+              if (err instanceof ApiError) setProblem(err.problem);
+            }
+          }}
+        />
+      )}
       {open?.kind === "settings" && <SettingsDialog onClose={() => setOpen(null)} />}
       {open?.kind === "help" && <HelpDialog onClose={() => setOpen(null)} />}
     </>
@@ -598,7 +611,7 @@ function HistoryDialog({ task, onClose }: { task: Task; onClose: () => void }) {
   );
 }
 
-function InboxDialog({ items, onClose }: { items: Notification[]; onClose: () => void }) {
+function InboxDialog({ items, onClose, onOpen }: { items: Notification[]; onClose: () => void; onOpen: (taskId: string) => void }) {
   return (
     <Dialog title="Inbox" onClose={onClose}>
       {items.length === 0 ? (
@@ -607,7 +620,9 @@ function InboxDialog({ items, onClose }: { items: Notification[]; onClose: () =>
         <ul class="inbox">
           {items.map((n) => (
             <li>
-              <strong>{n.title}</strong>
+              <button type="button" class="link title" onClick={() => onOpen(n.task_id)} aria-label={`Open ${n.title}`}>
+                {n.title}
+              </button>
               <span class="meta">
                 {" "}
                 due reminder at <time dateTime={n.fire_at}>{formatIn(n.fire_at, Intl.DateTimeFormat().resolvedOptions().timeZone)}</time> ({relative(n.created_at)})
