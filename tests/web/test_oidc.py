@@ -48,10 +48,12 @@ def test_single_sign_on_with_pkce(sso_page: Any, sso_server: str, provider: iden
     expect(page.get_by_role("button", name="Continue with single sign-on")).to_be_visible()
     expect(page.get_by_label("User name")).to_have_count(0)  # no development sign-in here
     check_axe(page)
-    with page.expect_request(lambda r: r.url.startswith(f"{provider.issuer}/token")) as token_request:
+    # the whole round trip: discovery, the provider's redirect back, a fresh page load, the token request
+    to_token = lambda r: r.url.startswith(f"{provider.issuer}/token")  # noqa: E731
+    with page.expect_request(to_token, timeout=30_000) as token_request:
         page.get_by_role("button", name="Continue with single sign-on").click()
     assert "code_verifier=" in (token_request.value.post_data or "")
-    page.get_by_label("Search tasks").wait_for()
+    page.get_by_label("Search tasks").wait_for(timeout=30_000)
     # back on the app: the code is gone from the URL, the filters from before the trip are kept
     expect(page).to_have_url(f"{sso_server}/?status=all")
     expect(page.get_by_text(identity_provider.USER)).to_be_visible()
