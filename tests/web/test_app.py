@@ -332,6 +332,11 @@ def test_dark_theme(page: Any, api: Api, user: str) -> None:
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     check_axe(page)
     screenshot(page, "list-dark")
+    page.get_by_role("button", name="Night owl", exact=True).click()
+    page.get_by_label("Repeat").select_option("daily")
+    expect(page.get_by_role("region", name="Next occurrences").locator("li")).to_have_count(5)
+    check_axe(page)  # the editor's colours in the dark theme too
+    page.keyboard.press("Escape")
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
 

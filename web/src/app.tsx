@@ -7,7 +7,7 @@ import { Editor } from "./editor";
 import { apiQuery, pageQuery, readFilters, SORTS, type Filters } from "./filters";
 import { ProblemView } from "./problem";
 import { SignIn } from "./signin";
-import { describeOffset, formatIn, relative } from "./time";
+import { formatIn, relative } from "./time";
 
 const POLL_MS = Number(new URLSearchParams(location.search).get("poll")) || 5000;
 const UNDO_MS = 6000;
@@ -537,7 +537,7 @@ function TaskRow(props: {
   const t = props.task;
   const overdue = t.status === "open" && t.due_at !== null && Date.parse(t.due_at) < Date.now();
   return (
-    <li id={`task-${t.id}`} tabIndex={-1} class={`task ${props.selected ? "selected" : ""} ${t.status}`} onFocusCapture={props.onFocus}>
+    <li id={`task-${t.id}`} tabIndex={-1} aria-current={props.selected ? "true" : undefined} class={`task ${props.selected ? "selected" : ""} ${t.status}`} onFocusCapture={props.onFocus}>
       <input type="checkbox" checked={t.status === "completed"} aria-label={`Complete ${t.title}`} onChange={props.onToggle} />
       <div class="task-main">
         <button type="button" class="title link" onClick={props.onEdit}>
@@ -625,7 +625,7 @@ function InboxDialog({ items, onClose, onOpen }: { items: Notification[]; onClos
               </button>
               <span class="meta">
                 {" "}
-                due reminder at <time dateTime={n.fire_at}>{formatIn(n.fire_at, Intl.DateTimeFormat().resolvedOptions().timeZone)}</time> ({relative(n.created_at)})
+                reminder set for <time dateTime={n.fire_at}>{formatIn(n.fire_at, Intl.DateTimeFormat().resolvedOptions().timeZone)}</time> ({relative(n.created_at)})
                 {n.late && <span class="late"> · late</span>}
               </span>
             </li>
@@ -708,7 +708,6 @@ function HelpDialog({ onClose }: { onClose: () => void }) {
           </>
         ))}
       </dl>
-      <p class="hint">Reminder offsets read like “{describeOffset("-PT15M")}”.</p>
     </Dialog>
   );
 }
