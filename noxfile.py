@@ -104,6 +104,7 @@ def web(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """End-to-end tests through the local stack (real daprd, Kafka, PostgreSQL)."""
     _install(session)
+    session.run("python", "tools/build_web.py")  # tasks-api serves the web app in the stack too
     session.run("python", "tools/bootstrap.py")
     _pytest(session, "-m", "e2e", "tests/e2e")
 

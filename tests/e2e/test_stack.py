@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -462,3 +463,19 @@ def test_events_survive_a_database_outage_through_daprs_redelivery(stack: Any, a
     assert eventually(lambda: history_types(api, task["id"]) == ["created", "updated"], timeout=90)
     audit_log = (stack.apps["audit"].app.log).read_text(errors="replace")
     assert f"RETRY {event_id}" in audit_log
+
+
+def test_tasks_api_serves_the_web_app_in_the_stack(stack: Any) -> None:
+    """The same page and assets as in embedded mode, from tasks-api behind its sidecar's secrets."""
+    page = httpx.get(f"{stack.api_url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    found = re.search(r'src="(/assets/[^"]+\.js)"', page.text)
+    assert found, page.text
+    script = httpx.get(stack.api_url + found.group(1), headers={"Accept-Encoding": "gzip"})
+    assert script.status_code == 200 and script.headers["content-encoding"] == "gzip"
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # a real secret (from the secret store) signs tokens here: no development sign-in
+    assert httpx.get(f"{stack.api_url}/v1/auth/options").json() == {"dev_token": False, "oidc": None}
+    assert httpx.post(f"{stack.api_url}/v1/auth/dev-token", json={"user": "mallory"}).status_code == 403
