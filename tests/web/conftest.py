@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port(preferred: int = 28080) -> int:
+def free_port(preferred: int = 28080) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
             try:
@@ -90,7 +90,7 @@ def taskflow_dev(workdir: Path, port: int, **env: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app as `nox -s dev` runs it: generated development secret, so "User name" sign-in works."""
-    with taskflow_dev(tmp_path_factory.mktemp("taskflow-web"), _free_port(), TASKFLOW_DEV="1") as base:
+    with taskflow_dev(tmp_path_factory.mktemp("taskflow-web"), free_port(), TASKFLOW_DEV="1") as base:
         yield base
 
 
@@ -132,7 +132,7 @@ def api(server: str, user: str) -> Api:
     return Api(server, user)
 
 
-def _context(browser: Any, server: str, **options: Any) -> Any:
+def new_context(browser: Any, server: str, **options: Any) -> Any:
     ctx = browser.new_context(base_url=server, **options)
     ctx.add_init_script(path=str(AXE))
     return ctx
@@ -140,19 +140,19 @@ def _context(browser: Any, server: str, **options: Any) -> Any:
 
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    ctx = _context(browser, server, viewport={"width": 1280, "height": 860})
-    yield from _page(ctx)
+    ctx = new_context(browser, server, viewport={"width": 1280, "height": 860})
+    yield from open_page(ctx)
 
 
 @pytest.fixture
 def phone(browser: Any, server: str) -> Iterator[Any]:
-    ctx = _context(
+    ctx = new_context(
         browser, server, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
     )
-    yield from _page(ctx)
+    yield from open_page(ctx)
 
 
-def _page(ctx: Any) -> Iterator[Any]:
+def open_page(ctx: Any) -> Iterator[Any]:
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -11,14 +11,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.web import identity_provider
-from tests.web.conftest import _context, _free_port, _page, check_axe, taskflow_dev
+from tests.web.conftest import check_axe, free_port, new_context, open_page, taskflow_dev
 
 pytestmark = pytest.mark.web
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[identity_provider.Provider]:
-    with identity_provider.running(_free_port(28095)) as p:
+    with identity_provider.running(free_port(28095)) as p:
         yield p
 
 
@@ -26,7 +26,7 @@ def provider() -> Iterator[identity_provider.Provider]:
 def sso_server(tmp_path_factory: pytest.TempPathFactory, provider: identity_provider.Provider) -> Iterator[str]:
     with taskflow_dev(
         tmp_path_factory.mktemp("taskflow-oidc"),
-        _free_port(28096),
+        free_port(28096),
         TASKFLOW_JWKS_URL=f"{provider.issuer}/jwks",
         TASKFLOW_JWT_ISSUER=provider.issuer,
         TASKFLOW_OIDC_ISSUER=provider.issuer,
@@ -37,7 +37,7 @@ def sso_server(tmp_path_factory: pytest.TempPathFactory, provider: identity_prov
 
 @pytest.fixture
 def sso_page(browser: Any, sso_server: str) -> Iterator[Any]:
-    yield from _page(_context(browser, sso_server, viewport={"width": 1280, "height": 860}))
+    yield from open_page(new_context(browser, sso_server, viewport={"width": 1280, "height": 860}))
 
 
 def test_single_sign_on_with_pkce(sso_page: Any, sso_server: str, provider: identity_provider.Provider) -> None:
