@@ -731,7 +731,7 @@ def coredns_manifest(image: str) -> str:
                                 "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
                                 "securityContext": {
                                     "allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
+                                    "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
                                     "readOnlyRootFilesystem": True,
                                 },
                                 "resources": {
@@ -1073,7 +1073,11 @@ class Cluster:
         image = images.ref("coredns")
         self.versions["coredns"] = image.rsplit(":", 1)[1]
         kubectl("apply", "-f", "-", input=coredns_manifest(image))
-        kubectl("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
+        try:
+            kubectl("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
+        except ClusterError as e:
+            logs = kubectl("logs", "-n", "kube-system", "deployment/coredns", "--tail=30", check=False)
+            raise ClusterError(f"{e}\nCoreDNS logs:\n{logs}") from e
 
     def _apply(self, manifest: str, what: str) -> None:
         """Server-side apply: CRDs first, Established, then the rest (which may hold their custom resources)."""
@@ -1136,7 +1140,10 @@ class Cluster:
         if not out:
             return False
         rules = json.loads(out)["spec"].get("rules", [])
-        idx = next((i for i, r in enumerate(rules) if r.get("visibility") == "ExternalIP"), None)
+        # an external rule when Knative has a domain configured; else the cluster-local one (the
+        # default domain svc.cluster.local makes every route cluster-local)
+        by_visibility = {r.get("visibility"): i for i, r in reversed(list(enumerate(rules)))}
+        idx = by_visibility.get("ExternalIP", by_visibility.get("ClusterLocal"))
         if idx is None:
             return False
         service = f"{NAMESPACE}-tasks-api-rule-{idx}-path-0-wrr@knative"
