@@ -302,7 +302,7 @@ def _issue(name: str, subject: str, usage: str, sans: list[str] | None = None) -
     ext.unlink()
 
 
-PKI_VERSION = "1"  # bump when the certificates' names or SANs change
+PKI_VERSION = "2"  # bump when the certificates' names or SANs change
 
 
 def ensure_pki() -> None:
@@ -333,7 +333,7 @@ def ensure_pki() -> None:
         f"IP:{KUBERNETES_SVC_IP}",
     ]
     _issue("apiserver", "/CN=kube-apiserver", "serverAuth", api_sans)
-    _issue("apiserver-kubelet-client", "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client", "clientAuth")
+    _issue("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "clientAuth")
     _issue("admin", "/O=system:masters/CN=kubernetes-admin", "clientAuth")
     _issue("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
     _issue("scheduler", "/CN=system:kube-scheduler", "clientAuth")

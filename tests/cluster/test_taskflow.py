@@ -219,11 +219,34 @@ def test_networkpolicy_is_not_enforced_by_the_bridge_cni(tf: Any) -> None:
     """
     assert json.loads(tf.kubectl("get", "networkpolicy", "-n", "taskflow", "-o", "json"))["items"]
     target = pods(tf, "audit")[0]["status"]["podIP"]
-    out = tf.kubectl(
-        "run", "np-probe", "-n", "default", "--restart=Never", "--rm", "-i", "--quiet",
-        f"--image={tf.taskflow_image}", "--image-pull-policy=Never", "--command", "--",
-        "python", "-c",
-        f"import socket; s=socket.create_connection(('{target}', 8080), timeout=5); print('connected')",
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "np-probe", "namespace": "default"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": tf.taskflow_image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c"],
+                    "args": [f"import socket; socket.create_connection(({target!r}, 8080), 5); print('connected')"],
+                }
+            ],
+        },
+    }
+    tf.kubectl("delete", "pod", "np-probe", "-n", "default", "--ignore-not-found")
+    tf.kubectl("apply", "-f", "-", input=json.dumps(probe))
+    phase = eventually(
+        lambda: (
+            json.loads(tf.kubectl("get", "pod", "np-probe", "-n", "default", "-o", "json"))["status"].get("phase")
+            in ("Succeeded", "Failed")
+            and json.loads(tf.kubectl("get", "pod", "np-probe", "-n", "default", "-o", "json"))["status"]["phase"]
+        ),
         timeout=120,
-    )  # fmt: skip
+    )
+    out = tf.kubectl("logs", "np-probe", "-n", "default")
+    tf.kubectl("delete", "pod", "np-probe", "-n", "default", "--wait=false")
+    assert phase == "Succeeded", out
     assert "connected" in out
