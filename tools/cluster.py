@@ -130,6 +130,10 @@ class ClusterError(RuntimeError):
     pass
 
 
+class GiveUp(ClusterError):
+    """Raised by a `_wait` condition that can never become true."""
+
+
 def log(msg: str) -> None:
     print(f"[cluster] {msg}", flush=True)
 
@@ -151,6 +155,8 @@ def _wait(what: str, ok: Callable[[], bool], timeout: float, dead: Callable[[], 
         try:
             if ok():
                 return time.monotonic() - t0
+        except GiveUp:
+            raise
         except (OSError, ClusterError, ValueError):
             pass
         if dead is not None and (msg := dead()):
@@ -1129,6 +1135,19 @@ class Cluster:
         self._spawn("traefik", [str(bootstrap.TRAEFIK), f"--configfile={cfg}"])
         _wait("Traefik", lambda: procs.port_open(self.port), 30, self._dead)
 
+    def _ksvcs_ready(self) -> bool:
+        """All of TaskFlow's Knative Services Ready; raises on a revision Knative has given up on."""
+        items = json.loads(kubectl("get", "ksvc", "-n", NAMESPACE, "-o", "json", timeout=20))["items"]
+        ready = 0
+        for k in items:
+            conds = {c["type"]: c for c in k.get("status", {}).get("conditions", [])}
+            if conds.get("Ready", {}).get("status") == "True":
+                ready += 1
+            elif conds.get("ConfigurationsReady", {}).get("reason") == "RevisionFailed":
+                name, msg = k["metadata"]["name"], conds["ConfigurationsReady"]["message"]
+                raise GiveUp(f"Knative Service {name}: {msg}")
+        return bool(items) and ready == len(items)
+
     def route_public_api(self) -> bool:
         """Send every request on 127.0.0.1:PORT to tasks-api, whatever its Host header (Traefik file provider).
 
@@ -1195,6 +1214,22 @@ class Cluster:
                 f"the Kafka broker on {kafka_node.BOOTSTRAP} has no pod listener on port {kafka_node.POD_PORT} "
                 "(it was started by an older tools/kafka_node.py); stop it (python tools/kafka_node.py stop) and retry"
             )
+        # Migrate from the host before `helm install`: the chart's migration Job is a post-install hook,
+        # so on an empty database the functions' daprd start before the taskflow_config table exists;
+        # Dapr's configuration.postgresql component then fails, daprd exits, and Knative marks that
+        # first revision failed for good (ExitCode1). The hook Job still runs (and finds nothing to do).
+        url = f"postgresql+pg8000://{PG_ROLE}:{data['pg-password']}@127.0.0.1:{stack.PG_PORT}/{PG_DATABASE}"
+        res = subprocess.run(
+            [stack._venv_bin("python"), "-m", "taskflow.cli", "migrate"],
+            cwd=REPO,
+            env={**os.environ, "TASKFLOW_DATABASE_URL": url, "TASKFLOW_MODE": "dapr"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if res.returncode != 0:
+            out = (res.stdout + res.stderr).replace(data["pg-password"], "***")
+            raise ClusterError(f"migrations failed (exit {res.returncode}):\n{out[-3000:]}")
         _write_private(VALUES, json.dumps(taskflow_values(data, image), indent=2))
         t0 = time.monotonic()
         _run(
@@ -1203,7 +1238,7 @@ class Cluster:
             "helm install taskflow", timeout=660,
         )  # fmt: skip
         self.timings["helm_install"] = time.monotonic() - t0
-        kubectl("wait", "ksvc", "--all", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=600s", timeout=610)
+        _wait("every Knative Service Ready", self._ksvcs_ready, 600, self._dead)
         _wait("the tasks-api route in Traefik", self.route_public_api, 60, self._dead)
         _wait(f"{self.api_url}/healthz", lambda: procs.http_status(f"{self.api_url}/healthz", 10) == 200, 120)
 
