@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ from taskflow.functions import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "cold-start-bench-secret-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Req:
+    path: str
+    data: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -53,7 +61,7 @@ def _event(etype: str, data: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def _first_request(name: str) -> urllib.request.Request:
+def _first_request(name: str) -> Req:
     task = {
         "id": str(uuid.uuid4()),
         "title": "t",
@@ -74,14 +82,14 @@ def _first_request(name: str) -> urllib.request.Request:
     }
     ce = {"content-type": "application/cloudevents+json"}
     if name == "tasks_api":
-        return urllib.request.Request("/v1/tasks", headers={"Authorization": f"Bearer {_token()}"})
+        return Req("/v1/tasks", headers={"Authorization": f"Bearer {_token()}"})
     if name == "audit":
-        return urllib.request.Request(f"/history/{uuid.uuid4()}?owner=bench")
+        return Req(f"/history/{uuid.uuid4()}?owner=bench")
     if name in ("event_fanout", "reminder_dispatch"):
-        return urllib.request.Request("/cron", data=b"", headers={"content-type": "application/json"})
+        return Req("/cron", data=b"", headers={"content-type": "application/json"})
     if name == "recurrence":
         data = {"task": task, "actor": "bench", "changes": {}}
-        return urllib.request.Request("/", data=_event("com.taskflow.task.completed.v1", data), headers=ce)
+        return Req("/", data=_event("com.taskflow.task.completed.v1", data), headers=ce)
     reminder = {
         "reminder_id": str(uuid.uuid4()),
         "task_id": task["id"],
@@ -89,14 +97,16 @@ def _first_request(name: str) -> urllib.request.Request:
         "title": "t",
         "fire_at": "2026-01-01T00:00:00Z",
     }
-    return urllib.request.Request("/", data=_event("com.taskflow.reminder.due.v1", reminder), headers=ce)
+    return Req("/", data=_event("com.taskflow.reminder.due.v1", reminder), headers=ce)
 
 
-def _time_to_200(port: int, req: urllib.request.Request, start: float, timeout: float = 30.0) -> float:
-    url = f"http://127.0.0.1:{port}{req.full_url}"
+def _time_to_200(port: int, req: Req, start: float, timeout: float = 30.0) -> float:
+    url = f"http://127.0.0.1:{port}{req.path}"
     while time.perf_counter() - start < timeout:
         try:
-            r = urllib.request.Request(url, data=req.data, headers=dict(req.header_items()), method=req.get_method())
+            r = urllib.request.Request(
+                url, data=req.data, headers=req.headers, method="POST" if req.data is not None else "GET"
+            )
             with urllib.request.urlopen(r, timeout=5) as resp:
                 if resp.status == 200:
                     return (time.perf_counter() - start) * 1000
@@ -123,7 +133,7 @@ def _run_once(name: str, env: dict[str, str], first: bool) -> float:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        req = _first_request(name) if first else urllib.request.Request("/healthz")
+        req = _first_request(name) if first else Req("/healthz")
         return _time_to_200(port, req, start)
     finally:
         proc.terminate()
@@ -146,6 +156,9 @@ def main() -> int:
             "TASKFLOW_WEBHOOK_SIGNING_KEY": SECRET,
             "DAPR_HTTP_PORT": str(_free_port()),  # nothing listens: a first request must not need the sidecar
             "DAPR_GRPC_PORT": str(_free_port()),
+            # reminder-dispatch's first tick asks the configuration store: with no sidecar the Dapr SDK
+            # gives up after one health probe (it waits up to 60 s for a sidecar that is starting)
+            "DAPR_HEALTH_TIMEOUT": "0",
             "TASKFLOW_LOG_LEVEL": "WARNING",
         }
         subprocess.run([sys.executable, "-m", "taskflow.cli", "migrate"], env=env, check=True, capture_output=True)

@@ -80,7 +80,11 @@ def main() -> None:
         stack = Stack(
             only=["tasks-api"], port=28080, dapr_http_base=23500, dapr_grpc_base=23550, metrics_base=29190
         ).start()
-        publisher = DaprPublisher(Sidecar(stack.apps["tasks-api"].dapr_http_url, None), "taskflow-pubsub")
+        import os
+
+        app = stack.apps["tasks-api"]
+        os.environ["DAPR_HTTP_PORT"] = str(app.dapr_http_port)  # the SDK's sidecar health check reads it
+        publisher = DaprPublisher(Sidecar(f"127.0.0.1:{app.dapr_grpc_port}"), "taskflow-pubsub")
     try:
         t0 = time.perf_counter()
         sent = 0

@@ -6,7 +6,7 @@ import functions_framework
 from flask import Request, Response
 
 from taskflow import bootstrap
-from taskflow.api.consumers import config_push, cron, guarded
+from taskflow.api.consumers import cron
 from taskflow.observability import configure_logging
 from taskflow.service_layer import outbox, reminders
 
@@ -19,8 +19,6 @@ GRACE_KEY = "reminder_grace_seconds"
 def reminder_dispatch(request: Request) -> Response:
     root = bootstrap.root()
     live = root.live_config({GRACE_KEY: str(root.settings.reminder_grace_seconds)})
-    if request.path.startswith("/configuration/"):
-        return guarded(request, root.settings, lambda: config_push(request, live))
 
     def tick() -> dict[str, int]:
         live.refresh()

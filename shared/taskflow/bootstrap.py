@@ -78,7 +78,7 @@ class Root:
     def _sidecar(self) -> Any:
         from taskflow.adapters.dapr import Sidecar
 
-        return self.component("sidecar", lambda: Sidecar(self.settings.dapr_url, self.settings.dapr_api_token))
+        return self.component("sidecar", lambda: Sidecar(self.settings.dapr_grpc_address))
 
     @property
     def secrets(self) -> SecretStore:

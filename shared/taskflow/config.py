@@ -46,8 +46,8 @@ class Settings:
     webhook_base_url: str | None
     audit_app_id: str
     dapr_http_port: int
+    dapr_grpc_port: int
     app_api_token: str | None
-    dapr_api_token: str | None
     fanout_interval: float
     reminder_interval: float
     reminder_grace_seconds: int
@@ -62,8 +62,8 @@ class Settings:
         return self.mode == "embedded"
 
     @property
-    def dapr_url(self) -> str:
-        return f"http://127.0.0.1:{self.dapr_http_port}"
+    def dapr_grpc_address(self) -> str:
+        return f"127.0.0.1:{self.dapr_grpc_port}"
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,8 +89,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_base_url=_env(e, "TASKFLOW_WEBHOOK_BASE_URL"),
         audit_app_id=_env(e, "TASKFLOW_AUDIT_APP_ID", "audit") or "",
         dapr_http_port=int(_env(e, "DAPR_HTTP_PORT", "3500") or 3500),
+        dapr_grpc_port=int(_env(e, "DAPR_GRPC_PORT", "50001") or 50001),
         app_api_token=_env(e, "APP_API_TOKEN"),
-        dapr_api_token=_env(e, "DAPR_API_TOKEN"),
         fanout_interval=float(_env(e, "TASKFLOW_FANOUT_INTERVAL", "2") or 2),
         reminder_interval=float(_env(e, "TASKFLOW_REMINDER_INTERVAL", "10") or 10),
         reminder_grace_seconds=int(_env(e, "TASKFLOW_REMINDER_GRACE", "86400") or 86400),

@@ -5,15 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-_configured = False
-
 
 def configure_logging() -> None:
     """Idempotent; safe to call at import time (it performs no I/O beyond stderr)."""
-    global _configured
-    if _configured:
-        return
-    _configured = True
     level = os.environ.get("TASKFLOW_LOG_LEVEL", "INFO").upper()
     root = logging.getLogger()
     if not root.handlers:

@@ -213,6 +213,7 @@ def test_events_wait_in_the_outbox_while_the_broker_is_down_and_relay_with_the_s
 def test_crash_between_publish_and_mark_sent_has_no_duplicate_effect(client: Any, app: Any) -> None:
     app.root.use(publisher=Recorder(fail=True))
     task = create(client)
+    app.bus.on_settled = None  # as with Dapr, only the relay marks rows sent (not the consumers' answer)
     dying = Recorder(inner=app.bus, crash=True)
     with pytest.raises(RuntimeError):
         outbox.relay_outbox(app.root.uow(), dying, app.root.clock)

@@ -1,33 +1,39 @@
-"""Adapters that talk to the Dapr sidecar over its HTTP API (exercised for real by tests/e2e)."""
+"""Adapters that talk to the Dapr sidecar through the Dapr Python SDK (exercised for real by tests/e2e).
+
+The SDK (gRPC, protobuf) is imported on the first call that needs the sidecar, never at import
+time, so a function's cold start does not pay for it before it must.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
-
-import httpx
 
 from taskflow.adapters.webhooks import frame, validate_webhook_url
 from taskflow.service_layer.ports import PublishError, StateConflict
 
+log = logging.getLogger("taskflow.dapr")
+CLOUDEVENT = "application/cloudevents+json"
+
 
 class Sidecar:
-    """The sidecar's HTTP API: one pooled client per process, built on first use (cold start)."""
+    """One SDK client per process (gRPC channel to the sidecar), built on first use."""
 
-    def __init__(self, base_url: str, api_token: str | None) -> None:
-        self.base_url = base_url
-        self.api_token = api_token
-        self._client: httpx.Client | None = None
+    def __init__(self, grpc_address: str) -> None:
+        self.grpc_address = grpc_address
+        self._client: Any = None
         self._lock = threading.Lock()
 
-    def client(self) -> httpx.Client:
+    def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                headers = {"dapr-api-token": self.api_token} if self.api_token else {}
-                self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0)
+                from dapr.clients.grpc.client import DaprGrpcClient
+
+                # The API token (DAPR_API_TOKEN) and the health wait come from the SDK's settings.
+                self._client = DaprGrpcClient(address=self.grpc_address)
             return self._client
 
     def close(self) -> None:
@@ -35,6 +41,11 @@ class Sidecar:
             if self._client is not None:
                 self._client.close()
             self._client = None
+
+
+def _details(exc: Exception) -> str:
+    details = getattr(exc, "details", None)
+    return str(details() if callable(details) else exc)
 
 
 class DaprPublisher:
@@ -45,42 +56,29 @@ class DaprPublisher:
     def publish(self, topic: str, event_json: str, partition_key: str) -> None:
         # Our own structured CloudEvent: Dapr keeps its id (no second envelope, no new id).
         try:
-            resp = self.sidecar.client().post(
-                f"/v1.0/publish/{self.pubsub}/{topic}",
-                params={"metadata.partitionKey": partition_key},
-                content=event_json.encode(),
-                headers={"content-type": "application/cloudevents+json"},
+            self.sidecar.client().publish_event(
+                self.pubsub,
+                topic,
+                event_json,
+                publish_metadata={"partitionKey": partition_key},
+                data_content_type=CLOUDEVENT,
             )
-        except httpx.HTTPError as exc:
-            raise PublishError(f"sidecar unreachable: {exc}") from exc
-        if resp.status_code != 204:
-            raise PublishError(f"publish to {topic} answered {resp.status_code}: {resp.text[:300]}")
+        except Exception as exc:  # sidecar unreachable or the broker refused: the outbox keeps it
+            raise PublishError(f"publish to {topic} failed: {_details(exc)[:300]}") from exc
 
     def publish_batch(self, topic: str, items: list[tuple[str, str, str]]) -> dict[str, str]:
         """Bulk publish (one sidecar call, one Kafka produce batch); returns {event id: error}."""
+        from dapr.clients import BulkPublishEntry
+
         entries = [
-            {
-                "entryId": event_id,
-                "event": json.loads(event_json),
-                "contentType": "application/cloudevents+json",
-                "metadata": {"partitionKey": key},
-            }
-            for event_id, event_json, key in items
+            BulkPublishEntry(event=event_json, metadata={"partitionKey": key}, content_type=CLOUDEVENT, entry_id=eid)
+            for eid, event_json, key in items
         ]
         try:
-            resp = self.sidecar.client().post(f"/v1.0-alpha1/publish/bulk/{self.pubsub}/{topic}", json=entries)
-        except httpx.HTTPError as exc:
-            return {event_id: f"sidecar unreachable: {exc}" for event_id, _, _ in items}
-        if resp.status_code == 204:
-            return {}
-        try:
-            failed = resp.json().get("failedEntries") or []
-            errors = {str(f["entryId"]): str(f.get("error", "failed")) for f in failed}
-        except (ValueError, AttributeError, KeyError, TypeError):
-            errors = {}
-        if not errors:  # an answer we cannot map: treat the whole batch as failed
-            return {event_id: f"bulk publish answered {resp.status_code}" for event_id, _, _ in items}
-        return errors
+            resp = self.sidecar.client().publish_events(self.pubsub, topic, entries)
+        except Exception as exc:
+            return {event_id: f"bulk publish failed: {_details(exc)[:300]}" for event_id, _, _ in items}
+        return {str(f.entry_id): str(f.error or "failed") for f in resp.failed_entries}
 
 
 class DaprInvoker:
@@ -88,12 +86,14 @@ class DaprInvoker:
         self.sidecar = sidecar
 
     def invoke(self, app_id: str, method: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
-        resp = self.sidecar.client().get(f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}", params=query or {})
+        """GET ``method`` on ``app_id``; a non-2xx answer of the callee arrives as an SDK error."""
+        resp = self.sidecar.client().invoke_method(
+            app_id, method.lstrip("/"), b"", http_verb="GET", http_querystring=tuple((query or {}).items())
+        )
         try:
-            body = resp.json()
+            return 200, json.loads(resp.data) if resp.data else None
         except ValueError:
-            body = None
-        return resp.status_code, body
+            return 200, None
 
 
 class DaprWebhookSender:
@@ -118,14 +118,13 @@ class DaprWebhookSender:
             raise ValueError("webhook URL is outside the binding's base URL (TASKFLOW_WEBHOOK_BASE_URL)")
         body, headers = frame(payload, event_id, self.signing_key())
         metadata = {"path": url[len(self.base_url) :] or "/", "errorIfNot2XX": "false", **headers}
-        resp = self.sidecar.client().post(
-            f"/v1.0/bindings/{self.binding}",
-            json={"operation": "post", "data": json.loads(body), "metadata": metadata},
-        )
-        if resp.status_code >= 300:
+        try:
+            resp = self.sidecar.client().invoke_binding(self.binding, "post", body, binding_metadata=metadata)
+        except Exception as exc:
+            log.warning("webhook binding failed: %s", _details(exc)[:300])
             return 502
-        code = resp.headers.get("metadata.statuscode") or resp.headers.get("Metadata.statuscode")
-        return int(code) if code else 200
+        status = {k.lower(): v for k, v in resp.binding_metadata.items()}.get("statuscode")
+        return int(status) if status else 200
 
 
 class DaprState:
@@ -134,12 +133,13 @@ class DaprState:
         self.store = store
 
     def get(self, key: str) -> tuple[str | None, str | None]:
-        resp = self.sidecar.client().get(f"/v1.0/state/{self.store}/{urllib.parse.quote(key, safe='')}")
-        if resp.status_code == 204 or not resp.content:
+        resp = self.sidecar.client().get_state(self.store, key)
+        if not resp.data:
             return None, None
-        resp.raise_for_status()
-        value = resp.json()
-        return (value if isinstance(value, str) else json.dumps(value)), resp.headers.get("etag")
+        value = resp.data.decode()
+        if value.startswith('"'):  # written by the HTTP API (a JSON string) before the SDK was used
+            value = json.loads(value)
+        return value, resp.etag or None
 
     def save(
         self,
@@ -150,46 +150,43 @@ class DaprState:
         ttl_seconds: int | None = None,
         first_write: bool = False,
     ) -> None:
-        item: dict[str, Any] = {"key": key, "value": value}
-        if etag:
-            item["etag"] = etag
-        if first_write:
-            item["options"] = {"concurrency": "first-write"}
-        if ttl_seconds:
-            item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
-        resp = self.sidecar.client().post(f"/v1.0/state/{self.store}", json=[item])
-        if resp.status_code == 409 or (resp.status_code >= 400 and "etag" in resp.text.lower()):
-            raise StateConflict(resp.text[:300])
-        # state.postgresql v2 answers a lost first-write race (no ETag given) with a plain error,
-        # "no item was updated" (components-contrib state/postgresql/v2), which daprd returns as 500.
-        if first_write and resp.status_code == 500 and "no item was updated" in resp.text:
-            raise StateConflict(resp.text[:300])
-        resp.raise_for_status()
+        from dapr.clients.grpc._state import Concurrency, StateOptions
+
+        options = StateOptions(concurrency=Concurrency.first_write) if first_write else None
+        metadata = {"ttlInSeconds": str(ttl_seconds)} if ttl_seconds else {}
+        try:
+            self.sidecar.client().save_state(
+                self.store, key, value, etag=etag, options=options, state_metadata=metadata
+            )
+        except Exception as exc:
+            text = _details(exc)
+            # A stale ETag is "possible etag mismatch"; state.postgresql v2 answers a lost first-write
+            # race (no ETag given) with a plain "no item was updated" (components-contrib state/postgresql/v2).
+            if "etag" in text.lower() or (first_write and "no item was updated" in text):
+                raise StateConflict(text[:300]) from exc
+            raise
 
     def delete(self, key: str) -> None:
-        self.sidecar.client().delete(f"/v1.0/state/{self.store}/{urllib.parse.quote(key, safe='')}").raise_for_status()
+        self.sidecar.client().delete_state(self.store, key)
 
 
 class DaprConfig:
-    """Configuration items; changes are pushed by the sidecar to ``POST /configuration/<store>/<key>``."""
+    """Configuration items, and their changes streamed by the sidecar (gRPC subscription)."""
 
     def __init__(self, sidecar: Sidecar, store: str) -> None:
         self.sidecar = sidecar
         self.store = store
 
     def get(self, keys: list[str]) -> dict[str, str]:
-        resp = self.sidecar.client().get(f"/v1.0/configuration/{self.store}", params=[("key", k) for k in keys])
-        resp.raise_for_status()
-        items = resp.json() or {}
-        return {k: str(v.get("value")) for k, v in items.items() if isinstance(v, dict)}
+        resp = self.sidecar.client().get_configuration(self.store, keys)
+        return {k: str(item.value) for k, item in resp.items.items()}
 
-    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> None:
-        # Over HTTP the sidecar pushes changes to the app's /configuration route, which hands them
-        # to the same live settings; on_change is for adapters that stream them (gRPC).
-        resp = self.sidecar.client().get(
-            f"/v1.0/configuration/{self.store}/subscribe", params=[("key", k) for k in keys]
-        )
-        resp.raise_for_status()
+    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> bool:
+        def handler(_id: str, resp: Any) -> None:
+            on_change({k: str(item.value) for k, item in resp.items.items()})
+
+        self.sidecar.client().subscribe_configuration(self.store, keys, handler)
+        return True
 
 
 class DaprSecrets:
@@ -201,10 +198,6 @@ class DaprSecrets:
     def get(self, key: str) -> str | None:
         # A local.file store answers per key; the kubernetes store answers per Secret object, so
         # with TASKFLOW_SECRET_NAME set we read that Secret and pick the key from it.
-        name = self.secret_name or key
-        resp = self.sidecar.client().get(f"/v1.0/secrets/{self.store}/{name}")
-        if resp.status_code == 204:
-            return None
-        resp.raise_for_status()
-        value = resp.json().get(key)
+        resp = self.sidecar.client().get_secret(self.store, self.secret_name or key)
+        value = resp.secret.get(key)
         return str(value) if value is not None else None

@@ -312,8 +312,9 @@ class SqlConfig:
             )
             return {r[0]: r[1] for r in rows}
 
-    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> None:
-        """Embedded mode reads the table on every tick; there is nothing to subscribe to."""
+    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> bool:
+        """A plain table announces nothing here: embedded mode reads it on every tick."""
+        return False
 
 
 class EnvSecrets:

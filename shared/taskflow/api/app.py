@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Request, Response
-from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
@@ -20,12 +19,11 @@ from taskflow.api.http import (
     json_response,
     problem,
     read_model,
-    unprocessable,
 )
 from taskflow.api.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
 from taskflow.bootstrap import Root
 from taskflow.domain import model
-from taskflow.domain.query import BadCursor, TaskQuery
+from taskflow.domain.query import BadCursor
 from taskflow.service_layer import notifications, outbox, tasks
 from taskflow.service_layer.ports import StateConflict
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
@@ -232,31 +230,8 @@ def _idempotent(call: Call, key: str, raw: bytes, run: Callable[[], Response]) -
     return resp
 
 
-def _parse_list_query(request: Request) -> TaskQuery:
-    raw: dict[str, Any] = {}
-    for name in request.args:
-        values = request.args.getlist(name)
-        if len(values) > 1:
-            raise invalid(name, "given more than once", "Invalid query parameter", "duplicate")
-        value = values[0]
-        if name in ("priority", "tags", "sort"):
-            raw[name] = [v.strip() for v in value.split(",") if v.strip()]
-        else:
-            raw[name] = value
-    try:
-        return ListQuery.model_validate(raw).to_query()
-    except ValidationError as exc:
-        raise HttpError(
-            422,
-            "Invalid query parameter",
-            "the query has invalid parameters",
-            slug="validation",
-            errors=unprocessable(exc).errors,
-        ) from exc
-
-
 def _list(call: Call) -> Response:
-    query = _parse_list_query(call.request)
+    query = ListQuery.parse(call.request.args)
     items, cursor = tasks.list_tasks(call.uow, call.root.clock, call.user, query)
     return json_response({"items": [t.to_api() for t in items], "next_cursor": cursor})
 

@@ -9,7 +9,6 @@ contract: not retried), which KafkaSource hands to its dead-letter sink.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,6 @@ from taskflow import events
 from taskflow.api.http import HttpError, json_response, problem, require_app_token
 from taskflow.config import Settings
 from taskflow.service_layer.errors import RetryableError
-from taskflow.service_layer.live_config import LiveConfig
 
 log = logging.getLogger("taskflow.consumer")
 
@@ -95,14 +93,3 @@ def cron(request: Request, settings: Settings, tick: Callable[[], dict[str, Any]
         return json_response(result)
 
     return guarded(request, settings, run)
-
-
-def config_push(request: Request, live: LiveConfig) -> Response:
-    """Dapr configuration push: ``POST /configuration/<store>/<key>`` with ``{"id","items"}``."""
-    try:
-        body = json.loads(request.get_data() or b"{}")
-        items = body.get("items", {})
-        live.apply({k: str(v["value"]) for k, v in items.items() if isinstance(v, dict) and "value" in v})
-    except (ValueError, AttributeError):
-        log.warning("malformed configuration push ignored")
-    return json_response({"status": "ok"})

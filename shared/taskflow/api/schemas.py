@@ -10,14 +10,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from werkzeug.datastructures import MultiDict
 
+from taskflow.api.http import HttpError, invalid, unprocessable
 from taskflow.domain import model
 from taskflow.domain import recurrence as rrules
 from taskflow.domain.query import TaskQuery, check_sort, query_words
 from taskflow.events import TaskData
+from taskflow.service_layer.notifications import Notification
 
 Title = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(model.normalize_title)]
 Description = Annotated[str, Field(max_length=model.DESCRIPTION_MAX), AfterValidator(model.normalize_description)]
@@ -162,15 +166,6 @@ class History(BaseModel):
     items: list[HistoryEntry]
 
 
-class Notification(BaseModel):
-    id: str
-    task_id: str
-    title: str
-    fire_at: str
-    created_at: str
-    late: bool
-
-
 class NotificationList(BaseModel):
     items: list[Notification]
 
@@ -226,6 +221,31 @@ class ListQuery(Strict):
     @property
     def search_words(self) -> list[str]:
         return query_words(self.q or "")
+
+    @classmethod
+    def parse(cls, args: MultiDict[str, str]) -> TaskQuery:
+        """The query string of ``GET /v1/tasks`` (comma lists for priority, tags and sort), checked;
+        a 422 naming each bad parameter otherwise."""
+        raw: dict[str, Any] = {}
+        for name in args:
+            values = args.getlist(name)
+            if len(values) > 1:
+                raise invalid(name, "given more than once", "Invalid query parameter", "duplicate")
+            value = values[0]
+            if name in ("priority", "tags", "sort"):
+                raw[name] = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                raw[name] = value
+        try:
+            return cls.model_validate(raw).to_query()
+        except ValidationError as exc:
+            raise HttpError(
+                422,
+                "Invalid query parameter",
+                "the query has invalid parameters",
+                slug="validation",
+                errors=unprocessable(exc).errors,
+            ) from exc
 
     def to_query(self) -> TaskQuery:
         fields = self.model_dump()

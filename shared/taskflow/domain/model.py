@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -128,14 +129,9 @@ def validate_timezone(name: str) -> str:
     return name
 
 
-_ZONES: frozenset[str] | None = None
-
-
+@functools.cache
 def _zone_names() -> frozenset[str]:
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = frozenset(available_timezones()) | {"UTC"}
-    return _ZONES
+    return frozenset(available_timezones()) | {"UTC"}
 
 
 def as_utc(value: datetime) -> datetime:

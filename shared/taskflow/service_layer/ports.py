@@ -23,15 +23,11 @@ class StateConflict(RuntimeError):
 
 
 class Publisher(Protocol):
-    """Pub/sub: publish one structured CloudEvent (the id inside it is kept as is)."""
+    """Pub/sub: publish one structured CloudEvent (the id inside it is kept as is). A publisher may
+    also offer ``publish_batch(topic, [(event id, event json, partition key)]) -> {event id: error}``
+    (one call for many events), which the outbox relay uses when present."""
 
     def publish(self, topic: str, event_json: str, partition_key: str) -> None: ...
-
-
-class BatchPublisher(Publisher, Protocol):
-    """A publisher that can also send many events in one call; answers {event id: error} for failures."""
-
-    def publish_batch(self, topic: str, items: list[tuple[str, str, str]]) -> dict[str, str]: ...
 
 
 class Invoker(Protocol):
@@ -73,8 +69,9 @@ class ConfigStore(Protocol):
 
     def get(self, keys: list[str]) -> dict[str, str]: ...
 
-    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> None:
-        """Call ``on_change`` with the changed items whenever the store changes (best effort)."""
+    def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> bool:
+        """Call ``on_change`` with the changed items whenever the store changes; False when this
+        store cannot notify changes (then it must be read again to see them)."""
 
 
 class SecretStore(Protocol):
