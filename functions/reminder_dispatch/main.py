@@ -18,9 +18,9 @@ GRACE_KEY = "reminder_grace_seconds"
 @functions_framework.http
 def reminder_dispatch(request: Request) -> Response:
     root = bootstrap.root()
-    live = root.live_config({GRACE_KEY: str(root.settings.reminder_grace_seconds)})
 
     def tick() -> dict[str, int]:
+        live = root.live_config({GRACE_KEY: str(root.settings.reminder_grace_seconds)})
         live.refresh()
         late_after = timedelta(seconds=max(60.0, 3 * root.settings.reminder_interval))
         grace = timedelta(seconds=live.get_int(GRACE_KEY))

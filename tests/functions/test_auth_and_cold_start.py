@@ -78,3 +78,21 @@ print("ok")
     env = {"TASKFLOW_MODE": "dapr", "DAPR_HTTP_PORT": "1", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_health_checks_reach_neither_the_database_nor_the_sidecar() -> None:
+    """Dapr mode with no sidecar yet and no database secret: every /healthz still answers at once."""
+    code = """
+import functions_framework
+from taskflow import bootstrap
+from taskflow.functions import FUNCTIONS
+for fn in FUNCTIONS:
+    app = functions_framework.create_app(target=fn.folder, source=f"functions/{fn.folder}/main.py")
+    assert app.test_client().get("/healthz").status_code == 200, fn.folder
+built = set(bootstrap.root()._built)
+assert not built & {"sidecar", "secrets", "engine", "database_url"}, built
+print("ok")
+"""
+    env = {"TASKFLOW_MODE": "dapr", "DAPR_HTTP_PORT": "1", "DAPR_HEALTH_TIMEOUT": "60", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, TypeVar
 
 from flask import Request, Response
@@ -118,7 +119,11 @@ class Call:
         self.request = request
         self.root = root
         self._user = user
-        self.uow = root.uow()
+
+    @cached_property
+    def uow(self) -> AbstractUnitOfWork:
+        """Built when a view first needs it: /healthz must not reach the database or its secret."""
+        return self.root.uow()
 
     @property
     def user(self) -> str:
