@@ -63,9 +63,10 @@ def history_types(api: httpx.Client, task_id: str) -> list[str]:
     return [h["type"].split(".")[3] for h in resp.json()["items"]]
 
 
-def pods(tf: Any, app: str) -> list[dict[str, Any]]:
+def pods(tf: Any, app: str, terminating: bool = False) -> list[dict[str, Any]]:
+    """The function's pods (with ``terminating``, also those still shutting down)."""
     out = tf.kubectl("get", "pods", "-n", "taskflow", "-l", f"serving.knative.dev/service={app}", "-o", "json")
-    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+    return [p for p in json.loads(out)["items"] if terminating or not p["metadata"].get("deletionTimestamp")]
 
 
 # --- the install ---------------------------------------------------------------------------
@@ -197,7 +198,8 @@ def test_a_killed_sidecar_is_restarted_and_no_event_is_lost(tf: Any, api: httpx.
 
 
 def test_tasks_api_scales_to_zero_and_wakes_on_the_next_request(tf: Any, api: httpx.Client) -> None:
-    eventually(lambda: not pods(tf, "tasks-api"), timeout=300, interval=2)
+    # zero means no pod at all, not even one still draining (it would answer without a cold start)
+    eventually(lambda: not pods(tf, "tasks-api", terminating=True), timeout=300, interval=1)
     t0 = time.monotonic()
     with httpx.stream("GET", f"{tf.api_url}/v1/tasks", headers=api.headers, timeout=120) as resp:
         first_byte = next(resp.iter_raw(1), b"")
@@ -206,7 +208,7 @@ def test_tasks_api_scales_to_zero_and_wakes_on_the_next_request(tf: Any, api: ht
     assert first_byte
     print(f"\n[cluster] tasks-api cold start from zero: {cold:.2f}s to the first byte")
     tf.timings["cold_start_first_byte"] = cold
-    assert pods(tf, "tasks-api")
+    assert eventually(lambda: pods(tf, "tasks-api"), timeout=30)
 
 
 # --- NetworkPolicy -------------------------------------------------------------------------
