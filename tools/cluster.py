@@ -1466,7 +1466,9 @@ class Cluster:
 
 
 def _release_of(manifest: str) -> str:
-    m = re.search(r'serving\.knative\.dev/release: "?([^"\s]+)', manifest)
+    m = re.search(r"Knative Serving (\S+) \(", manifest) or re.search(
+        r'serving\.knative\.dev/release: "?([^"\s]+)', manifest
+    )
     return m.group(1) if m else "?"
 
 
