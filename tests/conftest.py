@@ -96,16 +96,19 @@ def clock() -> Clock:
 @pytest.fixture
 def make_app(env: str, clock: Clock) -> Iterator[Callable[..., Any]]:
     """Start embedded mode (all functions, in-process bus, no background timers) on a root built
-    from the environment as it is now; ``settings`` overrides single settings."""
+    from the environment as it is now; ``settings`` overrides single settings. The database is
+    already migrated, so the root gets its engine (one per test file, or the session's PostgreSQL
+    engine) instead of building and migrating one."""
     from taskflow.embedded import Embedded
 
+    engine = pg_engine_now() if env == PG_URL else db.build_engine(env)
     started: list[Embedded] = []
 
     def start(**settings: Any) -> Embedded:
         for emb in started:
             emb.stop()
         started.clear()
-        root = Root(_replace(config.load(), settings), clock=clock)
+        root = Root(_replace(config.load(), settings), clock=clock, engine=engine)
         emb = Embedded(root=root).start(timers=False)
         started.append(emb)
         return emb
@@ -113,6 +116,14 @@ def make_app(env: str, clock: Clock) -> Iterator[Callable[..., Any]]:
     yield start
     for emb in started:
         emb.stop()
+    if env != PG_URL:
+        engine.dispose()
+
+
+def pg_engine_now() -> Engine:
+    """The session's PostgreSQL engine as the ``db_url`` fixture left it (migrated and emptied)."""
+    assert _pg_engine is not None
+    return _pg_engine
 
 
 def _replace(settings: config.Settings, changes: dict[str, Any]) -> config.Settings:

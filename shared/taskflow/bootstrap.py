@@ -54,6 +54,7 @@ class Root:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self._built: dict[str, Any] = dict(ports)
+        self._given = set(ports)  # passed in: the caller owns them (close() leaves them alone)
         self._lock = threading.RLock()
 
     def component(self, name: str, build: Callable[[], T]) -> T:
@@ -248,12 +249,12 @@ class Root:
         return self.component("live:" + ",".join(sorted(defaults)), lambda: LiveConfig(self.config_store, defaults))
 
     def close(self) -> None:
+        """Release what this root built (the engine's connections, the sidecar channel)."""
         with self._lock:
-            engine = self._built.get("engine")
-            if engine is not None:
+            engine, sidecar = self._built.get("engine"), self._built.get("sidecar")
+            if engine is not None and "engine" not in self._given:
                 engine.dispose()
-            sidecar = self._built.get("sidecar")
-            if sidecar is not None:
+            if sidecar is not None and "sidecar" not in self._given:
                 sidecar.close()
             self._built.clear()
 
