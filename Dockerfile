@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for all six TaskFlow functions; FUNCTION_TARGET picks one at run time:
-#   docker build -t taskflow .            (minikube: minikube image build -t dev.local/taskflow:0.1.0 .)
+#   python tools/build_web.py && docker build -t taskflow .   (the web app in web/dist must be built first)
+#   (minikube: minikube image build -t dev.local/taskflow:0.1.0 .)
 #   docker run -e FUNCTION_TARGET=tasks_api -p 8080:8080 taskflow
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -21,6 +22,8 @@ COPY shared ./shared
 RUN pip wheel --no-deps -w /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/*.whl
 COPY functions /app/functions
+# The web app tasks-api serves at / (built from web/ by tools/build_web.py; found from WORKDIR /app).
+COPY web/dist /app/web/dist
 COPY docker/entrypoint.sh /app/entrypoint.sh
 # Precompile everything: the root filesystem is read-only at run time and cold starts matter.
 # unchecked-hash .pyc files stay valid whatever the file timestamps are after COPY.

@@ -65,6 +65,7 @@ BUILD = IMAGES / "build"
 
 sys.path.insert(0, str(TOOLS))
 import bootstrap  # noqa: E402  (tools/ is not a package)
+import build_web  # noqa: E402
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("TASKFLOW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -311,6 +312,7 @@ def _taskflow_context_inputs(memo: dict[str, list[object]]) -> str:
         REPO / "functions",
         REPO / "docker" / "requirements.lock",
         REPO / "docker" / "entrypoint.sh",
+        REPO / "web" / "dist",
     ]
     return _tree_sha([p for p in paths if p.exists()], memo)
 
@@ -699,6 +701,8 @@ def build(names: list[str] | None = None, force: bool = False) -> dict[str, Path
     wanted = _closure(resolve(names))
     all_ = images()
     steps = sorted({s for n in wanted for s in all_[n].binaries}, key=list(bootstrap.STEPS).index)
+    if "taskflow" in wanted:
+        build_web.build()  # the image serves the web app: web/dist must exist and be current
     if steps:
         log(f"binaries: tools/bootstrap.py {' '.join(steps)}")
         try:

@@ -111,6 +111,10 @@ def test_taskflow_image_serves_healthz_as_non_root_on_a_read_only_root(taskflow:
         logs = subprocess.run([*images.podman(), "logs", name], capture_output=True, text=True, check=False)
         assert status == 200, logs.stdout + logs.stderr
         assert json.loads(body) == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            page, csp = resp.read(), resp.headers.get("Content-Security-Policy", "")
+        assert b"<title>" in page and b'type="module"' in page, "tasks-api in the image serves the web app at /"
+        assert "script-src 'self'" in csp
         user = subprocess.run(
             [*images.podman(), "exec", name, "id", "-u"], capture_output=True, text=True, check=True
         ).stdout.strip()
