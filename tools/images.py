@@ -64,8 +64,9 @@ ROOTFS = IMAGES / "rootfs"
 BUILD = IMAGES / "build"
 
 sys.path.insert(0, str(TOOLS))
-import bootstrap  # noqa: E402  (tools/ is not a package)
 import build_web  # noqa: E402
+
+import bootstrap  # noqa: E402  (tools/ is not a package)
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("TASKFLOW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
