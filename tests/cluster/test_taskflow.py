@@ -4,16 +4,19 @@ contract through Traefik (the Knative networking layer), scale to zero and back,
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+
+from tests import blackbox
+from tests.blackbox import history_types, iso, user_client
 
 from .conftest import JWT_SECRET
 
@@ -28,39 +31,17 @@ def tf(cluster: Any) -> Any:
 
 
 def token(user: str) -> str:
-    import jwt
+    return blackbox.token(user, JWT_SECRET)
 
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, algorithm="HS256")
+
+# the cluster's pipeline (Knative, sidecars, a pod that may be waking) gets a minute, not the stack's 45 s
+eventually = functools.partial(blackbox.eventually, timeout=60.0)
 
 
 @pytest.fixture
 def api(tf: Any) -> Iterator[httpx.Client]:
-    user = f"user-{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=tf.api_url, headers={"Authorization": f"Bearer {token(user)}"}, timeout=60) as c:
-        c.user = user  # type: ignore[attr-defined]
+    with user_client(tf.api_url, JWT_SECRET, timeout=60) as c:
         yield c
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def history_types(api: httpx.Client, task_id: str) -> list[str]:
-    resp = api.get(f"/v1/tasks/{task_id}/history")
-    assert resp.status_code == 200, resp.text
-    return [h["type"].split(".")[3] for h in resp.json()["items"]]
 
 
 def pods(tf: Any, app: str, terminating: bool = False) -> list[dict[str, Any]]:

@@ -12,14 +12,12 @@ Needs root and podman (tools/images.py installs podman and debootstrap with apt-
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -30,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.toolmodules import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ("tasks_api", "event_fanout", "reminder_dispatch", "notifier", "recurrence", "audit")
 
@@ -39,19 +39,7 @@ if os.geteuid() != 0:
     pytest.skip("building images needs root (debootstrap, rootful podman)", allow_module_level=True)
 
 
-def _load(name: str) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    sys.path.insert(0, str(REPO / "tools"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-images = _load("images")
+images = load_tool("images")
 
 
 def _podman_run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ Needs the helm binary and the upstream CRDs: `python tools/bootstrap.py helm crd
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import shutil
 import sys
@@ -16,21 +15,14 @@ from typing import Any
 
 import pytest
 
+from tests.toolmodules import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 
 
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cc = _load("check_chart")
-rm = _load("render_manifests")
+cc = load_tool("check_chart")
+rm = load_tool("render_manifests")
 
 pytestmark = pytest.mark.helm
 

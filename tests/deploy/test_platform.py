@@ -7,7 +7,6 @@ Needs go (the Go module cache, filled from the module proxy when cold) and helm 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -19,24 +18,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.toolmodules import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 
 
-def _load(name: str) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cp = _load("cluster_platform")
-images = _load("images")
-cc = _load("check_chart")
+cp = load_tool("cluster_platform")
+images = load_tool("images")
+cc = load_tool("check_chart")
 
 pytestmark = pytest.mark.helm
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +26,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from taskflow.api.app import idempotency_state_key
+from tests import blackbox
+from tests.blackbox import eventually, history_types, iso, user_client
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -100,39 +102,13 @@ def db(stack: Any) -> Any:
 
 
 def token(user: str) -> str:
-    import jwt
-
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, algorithm="HS256")
+    return blackbox.token(user, JWT_SECRET)
 
 
 @pytest.fixture
 def api(stack: Any) -> Iterator[httpx.Client]:
-    user = f"user-{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {token(user)}"}, timeout=30) as c:
-        c.user = user  # type: ignore[attr-defined]
+    with user_client(stack.api_url, JWT_SECRET, timeout=30) as c:
         yield c
-
-
-def eventually(check: Callable[[], Any], timeout: float = 45.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def history_types(api: httpx.Client, task_id: str) -> list[str]:
-    resp = api.get(f"/v1/tasks/{task_id}/history")
-    assert resp.status_code == 200, resp.text
-    return [h["type"].split(".")[3] for h in resp.json()["items"]]
 
 
 # --- pub/sub + service invocation -----------------------------------------------------------
