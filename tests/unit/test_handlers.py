@@ -110,7 +110,9 @@ class FakeReminders:
     def armed(self, task_id: str) -> set[tuple[int, datetime]]:
         return {(r["slot"], r["fire_at"]) for r in self.rows if r["task_id"] == task_id and r["status"] != "pending"}
 
-    def replace_pending(self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime) -> None:
+    def replace_pending(
+        self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime, *, new: bool = False
+    ) -> None:
         self.rows = [r for r in self.rows if not (r["task_id"] == task.id and r["status"] == "pending")]
         for slot, fire_at in schedule:
             row = {"id": f"{task.id}/{slot}", "task_id": task.id, "owner_id": task.owner_id, "title": task.title}

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 
@@ -33,7 +33,38 @@ def build_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=300)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
+        return _pg8000_engine(url)
+    return create_engine(url, pool_size=pool_size(), max_overflow=20, pool_pre_ping=True, pool_recycle=300)
+
+
+def pool_size() -> int:
+    """Connections kept per process: one per server thread (``TASKFLOW_THREADS``) plus the
+    background work's few, so a busy request never waits for a connection."""
+    return int(os.environ.get("TASKFLOW_THREADS") or 8) + 4
+
+
+def _pg8000_engine(url: str) -> Engine:
+    """pg8000 through ``adapters.pgwire`` (one round trip per statement). No ping per checkout
+    (a round trip each): a checked-out connection whose server end has closed is found by a
+    zero-wait poll of its socket, and the pool replaces it; ``pool_recycle`` retires old ones."""
+    from taskflow.adapters import pgwire
+
+    engine = create_engine(url, pool_size=pool_size(), max_overflow=20, pool_pre_ping=False, pool_recycle=300)
+    # One multi-row INSERT for a batch of rows (tags, reminders, outbox, audit) instead of one
+    # statement per row: what SQLAlchemy does for psycopg2, turned on for pg8000.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return pgwire.Connection(*cargs, **cparams)
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_conn, pgwire.Connection) and dbapi_conn.lost():
+            raise exc.DisconnectionError("the server closed this pooled connection")  # the pool reconnects
+
+    return engine
 
 
 def alembic_config() -> Any:

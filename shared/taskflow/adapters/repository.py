@@ -26,7 +26,8 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from taskflow.adapters import search
 from taskflow.adapters.tables import (
@@ -49,6 +50,13 @@ def _dialect(conn: Connection) -> str:
 
 
 # --- tasks ---------------------------------------------------------------------------------
+
+
+def _upsert(conn: Connection) -> Any:
+    """The dialect's INSERT with ``on_conflict_do_nothing`` (PostgreSQL and SQLite both have it)."""
+    if _dialect(conn) == "postgresql":
+        return pg_insert
+    return sqlite_insert
 
 
 #: The aggregate's fields that are stored as columns of the same name.
@@ -88,24 +96,34 @@ class TaskRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.seen: list[model.Task] = []
+        self._tags: dict[str, tuple[str, ...]] = {}  # each task's tags as stored: unchanged ones are not rewritten
 
     def _seen(self, task: model.Task) -> model.Task:
         self.seen.append(task)
         return task
 
+    def _load(self, task: model.Task) -> model.Task:
+        self._tags[task.id] = tuple(task.tags)
+        return self._seen(task)
+
     def add(self, task: model.Task) -> bool:
-        """Insert; returns False when the series already has this occurrence (exactly-once key)."""
+        """Insert; returns False when the series already has this occurrence (exactly-once key).
+
+        A new task is one INSERT (its id is fresh: no savepoint, no check); an occurrence of a
+        series is ``INSERT ... ON CONFLICT DO NOTHING`` on the series key, so a concurrent
+        delivery that created it first is seen without an error."""
         values = _task_values(task)
         if task.series_id and task.series_start is None:
             task.series_start = values["series_start"]
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(tasks).values(id=task.id, **values))
-        except IntegrityError:
-            if task.series_id is not None and self.series_has(task.series_id, task.occurrence):
+        if task.series_id is None:
+            self.conn.execute(insert(tasks).values(id=task.id, **values))
+        else:
+            stmt = _upsert(self.conn)(tasks).values(id=task.id, **values)
+            stmt = stmt.on_conflict_do_nothing(index_elements=[tasks.c.series_id, tasks.c.occurrence])
+            if self.conn.execute(stmt).rowcount == 0:
                 return False
-            raise
-        self._write_tags(task)
+        self._insert_tags(task)
+        self._tags[task.id] = tuple(task.tags)
         self._seen(task)
         return True
 
@@ -126,7 +144,7 @@ class TaskRepository:
         row = self.conn.execute(stmt).first()
         if row is None:
             raise model.NotFound(task_id)
-        return self._seen(_row_to_task(row))
+        return self._load(_row_to_task(row))
 
     def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None:
         """Load by id regardless of owner (consumers); deleted tasks only when asked for."""
@@ -134,14 +152,17 @@ class TaskRepository:
         if not include_deleted:
             stmt = stmt.where(tasks.c.deleted_at.is_(None))
         row = self.conn.execute(stmt).first()
-        return None if row is None else self._seen(_row_to_task(row))
+        return None if row is None else self._load(_row_to_task(row))
 
     def save(self, task: model.Task) -> None:
         values = _task_values(task)
         values.pop("created_at")
         values.pop("owner_id")
         self.conn.execute(update(tasks).where(tasks.c.id == task.id).values(**values))
-        self._write_tags(task)
+        if self._tags.get(task.id) != tuple(task.tags):
+            self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
+            self._insert_tags(task)
+            self._tags[task.id] = tuple(task.tags)
 
     def mark_deleted(self, task: model.Task, now: datetime) -> None:
         self.conn.execute(
@@ -151,13 +172,10 @@ class TaskRepository:
         )
         self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
 
-    def _write_tags(self, task: model.Task) -> None:
-        self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
-        if task.tags:
-            self.conn.execute(
-                insert(task_tags),
-                [{"task_id": task.id, "tag": t, "owner_id": task.owner_id} for t in task.tags],
-            )
+    def _insert_tags(self, task: model.Task) -> None:
+        if task.tags:  # one multi-row INSERT
+            rows = [{"task_id": task.id, "tag": t, "owner_id": task.owner_id} for t in task.tags]
+            self.conn.execute(insert(task_tags).values(rows))
 
     def tag_counts(self, owner_id: str) -> list[tuple[str, int]]:
         n = func.count().label("n")
@@ -386,9 +404,12 @@ class ReminderRepository:
         )
         return {(r[0], r[1]) for r in self.conn.execute(stmt)}
 
-    def replace_pending(self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime) -> None:
-        """Pending rows become ``schedule``; fired and missed ones stay."""
-        self.conn.execute(delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending"))
+    def replace_pending(
+        self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime, *, new: bool = False
+    ) -> None:
+        """Pending rows become ``schedule``; fired and missed ones stay (a ``new`` task has none)."""
+        if not new:
+            self.conn.execute(delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending"))
         rows = [
             {
                 "id": str(uuid.uuid4()),
@@ -403,7 +424,7 @@ class ReminderRepository:
             for slot, fire_at in schedule
         ]
         if rows:
-            self.conn.execute(insert(reminders), rows)
+            self.conn.execute(insert(reminders).values(rows))
 
     def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]:
         """Due reminders of live open tasks, locked with SKIP LOCKED so dispatchers never collide."""
@@ -435,15 +456,9 @@ class AuditRepository:
         self.conn = conn
 
     def append(self, row: dict[str, Any]) -> bool:
-        """Insert once per event id; returns False for a duplicate delivery."""
-        if self.conn.execute(select(audit_log.c.event_id).where(audit_log.c.event_id == row["event_id"])).first():
-            return False
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(audit_log).values(**row))
-        except IntegrityError:
-            return False
-        return True
+        """Insert once per event id (``ON CONFLICT DO NOTHING``); False for a duplicate delivery."""
+        stmt = _upsert(self.conn)(audit_log).values(**row).on_conflict_do_nothing(index_elements=[audit_log.c.event_id])
+        return bool(self.conn.execute(stmt).rowcount)
 
     def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]:
         stmt = (
@@ -459,14 +474,10 @@ class NotificationRepository:
         self.conn = conn
 
     def add(self, row: dict[str, Any]) -> bool:
-        if self.get_by_event(row["event_id"]) is not None:
-            return False
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(notifications).values(**row))
-        except IntegrityError:
-            return False
-        return True
+        """Insert once per event id (``ON CONFLICT DO NOTHING``); False for a duplicate delivery."""
+        stmt = _upsert(self.conn)(notifications).values(**row)
+        stmt = stmt.on_conflict_do_nothing(index_elements=[notifications.c.event_id])
+        return bool(self.conn.execute(stmt).rowcount)
 
     def get_by_event(self, event_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(notifications).where(notifications.c.event_id == event_id)).first()

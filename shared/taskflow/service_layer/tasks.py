@@ -13,10 +13,24 @@ from taskflow.service_layer.ports import Clock
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 
 
-def arm_reminders(uow: AbstractUnitOfWork, task: model.Task, now: datetime, deleted: bool = False) -> None:
-    """Re-arm the task's reminders after any change (the schedule is the domain's rule)."""
+def arm_reminders(
+    uow: AbstractUnitOfWork, task: model.Task, now: datetime, deleted: bool = False, *, new: bool = False
+) -> None:
+    """Re-arm the task's reminders after a change (the schedule is the domain's rule). A ``new``
+    task has no reminder rows yet: nothing to ask about or to replace, and no statement when it
+    has no reminders."""
+    if new:
+        schedule = task.reminder_schedule(now, set)
+        if schedule:
+            uow.reminders.replace_pending(task, schedule, now, new=True)
+        return
     schedule = [] if deleted else task.reminder_schedule(now, lambda: uow.reminders.armed(task.id))
     uow.reminders.replace_pending(task, schedule, now)
+
+
+def _schedule_inputs(task: model.Task) -> tuple[Any, ...]:
+    """What a task's reminder schedule depends on (besides the clock)."""
+    return task.status, task.due_at, tuple(task.reminders)
 
 
 def create_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, fields: dict[str, Any]) -> model.Task:
@@ -24,7 +38,7 @@ def create_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, fields: di
     with uow:
         task = model.Task.create(owner_id, owner_id, now=now, **fields)
         uow.tasks.add(task)
-        arm_reminders(uow, task, now)
+        arm_reminders(uow, task, now, new=True)
         uow.commit(now)
     return task
 
@@ -48,14 +62,18 @@ def _change(
     if_match: str | None,
     apply: Callable[[model.Task, datetime], bool],
 ) -> model.Task:
-    """Load for update, check If-Match, apply; save, re-arm and record only when something changed."""
+    """Load for update, check If-Match, apply; save and record only when something changed, and
+    re-arm reminders only when what they depend on changed (a task that never had reminders has
+    no pending rows to replace)."""
     now = clock()
     with uow:
         task = uow.tasks.get(owner_id, task_id, for_update=True)
         _check_etag(task, if_match)
+        before = _schedule_inputs(task)
         if apply(task, now):
             uow.tasks.save(task)
-            arm_reminders(uow, task, now)
+            if _schedule_inputs(task) != before:
+                arm_reminders(uow, task, now, new=not before[2])
             uow.commit(now)
     return task
 
@@ -132,6 +150,6 @@ def create_next_occurrence(uow: AbstractUnitOfWork, clock: Clock, received: Any)
         nxt = completed.next_occurrence(received.data.actor, now)
         if nxt is None or not uow.tasks.add(nxt):
             return None  # the series has ended, or a concurrent delivery created it
-        arm_reminders(uow, nxt, now)
+        arm_reminders(uow, nxt, now, new=True)
         uow.commit(now)
     return nxt

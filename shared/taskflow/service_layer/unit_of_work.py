@@ -66,7 +66,10 @@ class ReminderRepository(Protocol):
     def armed(self, task_id: str) -> set[tuple[int, datetime]]:
         """(slot, fire_at) of the task's reminders that already fired or were missed."""
 
-    def replace_pending(self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime) -> None: ...
+    def replace_pending(
+        self, task: model.Task, schedule: list[tuple[int, datetime]], now: datetime, *, new: bool = False
+    ) -> None:
+        """Pending rows become ``schedule``; ``new``: the task has no reminder rows yet."""
 
     def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]: ...
 
