@@ -4,6 +4,11 @@
 No Docker: the broker runs from the jars that ``tools/bootstrap.py`` copies into
 ``.cache/kafka/libs`` (see ``tools/kafka/pom.xml``). State lives in ``.cache/run/kafka``.
 
+Ports and state directory default to 9092 (clients), 9093 (controller), 9094 (pods) and
+``.cache/run/kafka``; ``TASKFLOW_KAFKA_PORT``, ``TASKFLOW_KAFKA_CONTROLLER_PORT``,
+``TASKFLOW_KAFKA_POD_PORT`` and ``TASKFLOW_KAFKA_DIR`` move them, and so does ``configure()``, so a
+second broker (the chaos suite's, which kills it) never touches the shared one.
+
 CLI::
 
     python tools/kafka_node.py start          # start (if not running), wait, create topics
@@ -39,28 +44,52 @@ import uuid
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+import procs  # noqa: E402
+
 REPO = TOOLS.parent
 CACHE = REPO / ".cache"
 LIBS = CACHE / "kafka" / "libs"
 CLASSES = CACHE / "kafka" / "classes"
-RUN = CACHE / "run" / "kafka"
-DATA = RUN / "data"
-LOGS = CACHE / "run" / "logs"
-PROPS = RUN / "server.properties"
-LOG4J = RUN / "log4j2.properties"
-PIDFILE = RUN / "kafka.pid"
-CLUSTER_ID_FILE = RUN / "cluster.id"
-
 HOST = "127.0.0.1"
-PORT = 9092
-CONTROLLER_PORT = 9093
-BOOTSTRAP = f"{HOST}:{PORT}"
 # A second listener for pods of the local Kubernetes cluster (tools/cluster.py): they reach the host
 # through their bridge's gateway, so the broker must advertise that address to them, not 127.0.0.1.
 # It listens on every interface (the gateway address only exists while the cluster runs).
-POD_PORT = 9094
 POD_ADDRESS = os.environ.get("TASKFLOW_KAFKA_POD_ADDRESS", "10.244.0.1")
-POD_BOOTSTRAP = f"{POD_ADDRESS}:{POD_PORT}"
+# set by configure() below
+RUN = DATA = LOGS = PROPS = LOG4J = PIDFILE = CLUSTER_ID_FILE = Path()
+PORT = CONTROLLER_PORT = POD_PORT = 0
+BOOTSTRAP = POD_BOOTSTRAP = ""
+
+
+def configure(
+    port: int | None = None,
+    controller_port: int | None = None,
+    pod_port: int | None = None,
+    run_dir: Path | None = None,
+) -> None:
+    """Point this module at one broker: its ports and its state directory (logs in ``<run_dir>/../logs``).
+    Arguments left out come from the environment, then the defaults."""
+    global RUN, DATA, LOGS, PROPS, LOG4J, PIDFILE, CLUSTER_ID_FILE, PORT, CONTROLLER_PORT, POD_PORT
+    global BOOTSTRAP, POD_BOOTSTRAP
+    env = os.environ.get
+    PORT = port or int(env("TASKFLOW_KAFKA_PORT", "9092"))
+    CONTROLLER_PORT = controller_port or int(env("TASKFLOW_KAFKA_CONTROLLER_PORT", "9093"))
+    POD_PORT = pod_port or int(env("TASKFLOW_KAFKA_POD_PORT", "9094"))
+    RUN = Path(run_dir or env("TASKFLOW_KAFKA_DIR") or CACHE / "run" / "kafka").resolve()
+    DATA = RUN / "data"
+    LOGS = RUN.parent / "logs"
+    PROPS = RUN / "server.properties"
+    LOG4J = RUN / "log4j2.properties"
+    PIDFILE = RUN / "kafka.pid"
+    CLUSTER_ID_FILE = RUN / "cluster.id"
+    BOOTSTRAP = f"{HOST}:{PORT}"
+    POD_BOOTSTRAP = f"{POD_ADDRESS}:{POD_PORT}"
+
+
+configure()
 HEAP = "-Xmx512m"
 
 # name -> partitions
@@ -259,44 +288,41 @@ def start(timeout: float = 90.0, topics: bool = True) -> int:
             ensure_topics()
         return 0
     if pid is None:
-        _write_config()
-        _format_storage()
-        LOGS.mkdir(parents=True, exist_ok=True)
-        logf = open(LOGS / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
-        cmd = [
-            _java(),
-            HEAP,
-            "-Xms256m",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J}",
-            f"-Dkafka.logs.dir={LOGS}",
-            "-cp",
-            _classpath(),
-            "kafka.Kafka",
-            str(PROPS),
-        ]
-        _log(f"starting broker on {BOOTSTRAP} (controller {HOST}:{CONTROLLER_PORT}), log {LOGS / 'kafka.log'}")
-        proc = subprocess.Popen(
-            cmd,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=str(RUN),
-            start_new_session=True,
-        )
-        logf.close()
-        PIDFILE.write_text(f"{proc.pid}\n")
-        pid = proc.pid
+        proc = spawn()
+        pid = proc.popen.pid
         t0 = time.monotonic()
-        wait_ready(timeout, proc)
+        wait_ready(timeout, proc.popen)
         _log(f"broker ready after {time.monotonic() - t0:.1f}s (pid {pid})")
     else:
         wait_ready(timeout)
     if topics:
         ensure_topics()
     return pid
+
+
+def spawn() -> procs.Proc:
+    """Start the broker process (config written, storage formatted once) without waiting for it;
+    a supervisor calls this again, with the same ports and data, when the broker dies."""
+    _write_config()
+    _format_storage()
+    cmd = [
+        _java(),
+        HEAP,
+        "-Xms256m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J}",
+        f"-Dkafka.logs.dir={LOGS}",
+        "-cp",
+        _classpath(),
+        "kafka.Kafka",
+        str(PROPS),
+    ]
+    _log(f"starting broker on {BOOTSTRAP} (controller {HOST}:{CONTROLLER_PORT}), log {LOGS / 'kafka.log'}")
+    proc = procs.spawn("kafka", cmd, dict(os.environ), LOGS / "kafka.log", cwd=RUN)
+    PIDFILE.write_text(f"{proc.popen.pid}\n")
+    return proc
 
 
 def stop(timeout: float = 30.0) -> None:

@@ -2,7 +2,9 @@
 
 Every process runs in its own session (process group), so Ctrl-C reaches only the supervisor, which
 then stops its children in the order it chooses; output goes to an appended log file and
-``Proc.new_output()`` reads what this run wrote.
+``Proc.new_output()`` reads what this run wrote. ``Supervisor`` restarts a process that dies (same
+command, same ports) with an exponential backoff, as a kubelet restarts a crashed container;
+``Lifecycle`` is the start/stop shape of the stack and the cluster.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 
 @dataclass
@@ -94,3 +98,146 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return e.code
     except (urllib.error.URLError, OSError):
         return 0
+
+
+@dataclass
+class Supervised:
+    """One process kept running: ``launch()`` starts it (again), with the same command and ports.
+
+    ``probe`` replaces the child-process check for something that is not our child (a PostgreSQL
+    cluster started with ``pg_ctlcluster``): it answers whether the thing is up.
+    """
+
+    name: str
+    launch: Callable[[], Proc | None]
+    proc: Proc | None = None
+    probe: Callable[[], bool] | None = None
+    restarts: int = 0
+    backoff: float = 0.0
+    down_since: float | None = None
+    retry_at: float = 0.0
+    up_since: float = field(default_factory=time.monotonic)
+
+    def alive(self) -> bool:
+        if self.probe is not None:
+            return self.probe()
+        return self.proc is not None and self.proc.alive()
+
+
+class Supervisor:
+    """Restarts dead processes with an exponential backoff (``min_backoff`` doubling up to
+    ``max_backoff``; back to the minimum once a process stayed up ``stable_after`` seconds).
+
+    ``poll()`` does one round; ``run_in_background()`` polls from a thread until ``close()``. Every
+    exit and restart is logged with the exit code and the restart count.
+    """
+
+    def __init__(
+        self,
+        log: Callable[[str], None] = print,
+        min_backoff: float = 0.5,
+        max_backoff: float = 15.0,
+        stable_after: float = 30.0,
+        interval: float = 0.25,
+    ) -> None:
+        self.log = log
+        self.min_backoff, self.max_backoff, self.stable_after = min_backoff, max_backoff, stable_after
+        self.interval = interval
+        self.items: dict[str, Supervised] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, item: Supervised) -> Supervised:
+        with self._lock:
+            item.backoff = item.backoff or self.min_backoff
+            self.items[item.name] = item
+        return item
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        with self._lock:
+            return {n: s.restarts for n, s in self.items.items()}
+
+    def poll(self) -> list[str]:
+        """One round: note what died, restart what is due. Returns the names restarted."""
+        restarted = []
+        with self._lock:
+            now = time.monotonic()
+            for s in self.items.values():
+                if s.alive():
+                    if s.down_since is None and now - s.up_since > self.stable_after:
+                        s.backoff = self.min_backoff
+                    continue
+                if s.down_since is None:
+                    s.down_since, s.retry_at = now, now + s.backoff
+                    rc = s.proc.popen.returncode if s.proc is not None and s.probe is None else None
+                    self.log(f"{s.name} exited (rc={rc}); restarting in {s.backoff:.1f}s")
+                    continue
+                if now < s.retry_at:
+                    continue
+                try:
+                    s.proc = s.launch()
+                except Exception as e:  # a failed start is retried like a crash
+                    self.log(f"{s.name}: restart failed: {e}")
+                s.restarts += 1
+                s.down_since = None
+                s.up_since = time.monotonic()
+                s.backoff = min(self.max_backoff, s.backoff * 2)
+                pid = s.proc.popen.pid if s.proc is not None and s.probe is None else "-"
+                self.log(f"restarted {s.name} (restart {s.restarts}, pid {pid})")
+                restarted.append(s.name)
+        return restarted
+
+    def run_in_background(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.poll()
+                except Exception as e:  # keep supervising whatever one round raised
+                    self.log(f"supervisor: {e!r}")
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=loop, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop supervising (before stopping the processes, so nothing is restarted meanwhile)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+class Lifecycle:
+    """``start()`` runs ``_start()``; on any failure there (Ctrl-C too) ``stop()`` cleans up what it began
+    and the error propagates. A context manager: ``with Thing() as t: ...``. Subclasses define
+    ``_start()``, ``stop()`` and ``_up(seconds)`` (what to report once started)."""
+
+    _started: bool
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _up(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self._up(time.monotonic() - t0)
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

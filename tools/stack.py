@@ -19,6 +19,12 @@ start``, role + database ``taskflow`` with a generated password) -> Kafka + topi
 rendered Dapr resources -> the six functions (``functions-framework``) and their sidecars -> wait
 for every ``/v1.0/healthz`` and app ``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log``.
 Secret values are written to a 0600 file and never printed.
+
+Supervised: once up, a process of the stack that dies (a function, a daprd, the Kafka broker it
+started, the PostgreSQL cluster it started) is started again with the same ports after a backoff
+(0.5 s doubling to 15 s), and each exit and restart is logged, as a kubelet restarts a crashed
+container. ``Stack.supervisor.restarts`` counts them. ``supervise=False`` (``up --no-supervise``)
+stops the whole stack instead when one process exits.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +53,7 @@ from taskflow import functions as catalogue  # noqa: E402
 import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
 import procs  # noqa: E402
-from procs import Proc  # noqa: E402
+from procs import Proc, Supervised, Supervisor  # noqa: E402
 
 REPO = TOOLS.parent
 CACHE = REPO / ".cache"
@@ -164,7 +171,7 @@ class App:
 
 
 @dataclass
-class Stack:
+class Stack(procs.Lifecycle):
     """The local stack as a context manager. All arguments are optional.
 
     functions_dir: where ``<folder>/main.py`` live (default: the repository's ``functions/``).
@@ -176,6 +183,9 @@ class Stack:
     fresh_database: drop and recreate ``database`` first, so nothing from an earlier run is left
         (pending outbox rows, reminders, idempotency records); the end-to-end tests use this.
     stop_kafka: stop Kafka on ``stop()`` if this stack started it (default True).
+    supervise: restart any process that dies, with backoff (default True).
+    pg_cluster / pg_port: the host's PostgreSQL cluster (``$TASKFLOW_PG_CLUSTER``/``$TASKFLOW_PG_PORT``,
+        default ``main`` on 5432); the stack starts it when it is down and then supervises it.
     extra_env: added to every function's environment.
     """
 
@@ -191,6 +201,9 @@ class Stack:
     database: str = PG_DB
     fresh_database: bool = False
     stop_kafka: bool = True
+    supervise: bool = True
+    pg_cluster: str = PG_CLUSTER
+    pg_port: int = PG_PORT
     run_bootstrap: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
@@ -198,7 +211,10 @@ class Stack:
 
     apps: dict[str, App] = field(default_factory=dict, init=False)
     app_api_token: str = field(default="", init=False)
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor(log=log), init=False)
+    kafka: Proc | None = field(default=None, init=False)
     _kafka_started: bool = field(default=False, init=False)
+    _pg_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -210,25 +226,14 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> Stack:
-        t0 = time.monotonic()
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        self._started = True
-        log(f"stack up in {time.monotonic() - t0:.0f}s")
-        return self
+    def _up(self, seconds: float) -> None:
+        if self.supervise:
+            self._supervise()
+        supervised = " (supervised: a process that exits is restarted)" if self.supervise else ""
+        log(f"stack up in {seconds:.0f}s{supervised}")
 
     def stop(self) -> None:
+        self.supervisor.close()  # nothing restarts while we stop
         # sidecars first (they stop delivering), then apps, then Kafka
         for kind in ("daprd", "app"):
             procs.stop([p for a in self.apps.values() if (p := getattr(a, kind)) is not None], timeout=15, log=log)
@@ -237,18 +242,63 @@ class Stack:
         if self._kafka_started and self.stop_kafka:
             kafka_node.stop()
             self._kafka_started = False
+            self.kafka = None
         if self._started:
             log("stack stopped")
         self._started = False
 
     def check(self) -> list[str]:
-        """Names of processes that have exited."""
+        """Names of processes that have exited (and are not yet restarted)."""
         dead = []
         for a in self.apps.values():
             for p in (a.app, a.daprd):
                 if p is not None and not p.alive():
                     dead.append(p.name)
+        if self.kafka is not None and not self.kafka.alive():
+            dead.append("kafka")
         return dead
+
+    def processes(self) -> dict[str, Proc]:
+        """Every process of the stack by name (``<app-id>-app``, ``<app-id>-daprd``, ``kafka``), as now running."""
+        out = {p.name: p for a in self.apps.values() for p in (a.app, a.daprd) if p is not None}
+        if self.kafka is not None:
+            out["kafka"] = self.kafka
+        return out
+
+    def _supervise(self) -> None:
+        """Hand every process to the supervisor: each restart uses the same command and ports."""
+        resources, config = RESOURCES, CONFIG
+
+        def relaunch(a: App, kind: str) -> Callable[[], Proc | None]:
+            def launch() -> Proc | None:
+                if kind == "app":
+                    self._start_app(a)
+                else:
+                    self._start_daprd(a, resources, config)
+                return getattr(a, kind)
+
+            return launch
+
+        for a in self.apps.values():
+            for kind in ("app", "daprd"):
+                self.supervisor.add(Supervised(f"{a.app_id}-{kind}", relaunch(a, kind), getattr(a, kind)))
+        if self.kafka is not None:
+
+            def kafka() -> Proc:
+                self.kafka = kafka_node.spawn()
+                return self.kafka
+
+            self.supervisor.add(Supervised("kafka", kafka, self.kafka))
+        if self._pg_started:
+            port = self.pg_port
+            self.supervisor.add(
+                Supervised(
+                    "postgresql",
+                    lambda: start_postgres(self.pg_cluster, port) and None,
+                    probe=lambda: _port_open(port),
+                )
+            )
+        self.supervisor.run_in_background()
 
     # ---- steps
 
@@ -280,7 +330,11 @@ class Stack:
         self._postgres(secrets_["_pg_password"])
         if not kafka_node.is_running() and not _port_open(kafka_node.PORT):
             self._kafka_started = True
-        kafka_node.start()
+            self.kafka = kafka_node.spawn()
+            kafka_node.wait_ready(90, self.kafka.popen)
+            kafka_node.ensure_topics()
+        else:
+            kafka_node.start()
         if self.migrate:
             self._migrate(secrets_["database-url"])
         render_env = {
@@ -310,9 +364,9 @@ class Stack:
                 data = {}
         pw = data.get("_pg_password") or secrets.token_hex(16)
         data["_pg_password"] = pw
-        data["database-url"] = f"postgresql+pg8000://{PG_USER}:{pw}@{PG_HOST}:{PG_PORT}/{self.database}"
+        data["database-url"] = f"postgresql+pg8000://{PG_USER}:{pw}@{PG_HOST}:{self.pg_port}/{self.database}"
         data["pg-connection-string"] = (
-            f"host={PG_HOST} port={PG_PORT} user={PG_USER} password={pw} dbname={self.database} sslmode=disable"
+            f"host={PG_HOST} port={self.pg_port} user={PG_USER} password={pw} dbname={self.database} sslmode=disable"
         )
         data.setdefault("jwt-secret", secrets.token_urlsafe(32))
         if os.environ.get("TASKFLOW_JWT_SECRET"):
@@ -328,7 +382,9 @@ class Stack:
         return data
 
     def _postgres(self, password: str) -> None:
-        ensure_database(self.database, PG_USER, password, fresh=self.fresh_database)
+        self._pg_started = ensure_database(
+            self.database, PG_USER, password, fresh=self.fresh_database, cluster=self.pg_cluster, port=self.pg_port
+        )
 
     def _migrate(self, database_url: str) -> None:
         log("running migrations: python -m taskflow.cli migrate")
@@ -471,34 +527,38 @@ class Stack:
         print("\n".join(lines), flush=True)
         print(f"\nAPI:        {self.api_url}  (tasks-api)", flush=True)
         print(f"Kafka:      {kafka_node.BOOTSTRAP}  topics {', '.join(kafka_node.TOPICS)}", flush=True)
-        pg = f"{PG_HOST}:{PG_PORT}/{self.database}"
+        pg = f"{PG_HOST}:{self.pg_port}/{self.database}"
         print(f"PostgreSQL: {pg} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
         print(f"Dapr:       resources {RESOURCES}, config {CONFIG}", flush=True)
 
 
-def start_postgres() -> None:
-    """Start the host's PostgreSQL cluster (``pg_ctlcluster``) unless something listens on its port."""
-    if not _port_open(PG_PORT):
-        if not shutil.which("pg_ctlcluster"):
-            raise StackError(f"PostgreSQL is not listening on {PG_PORT} and pg_ctlcluster is not installed")
-        log(f"starting PostgreSQL {PG_VERSION}/{PG_CLUSTER}")
-        res = subprocess.run(["pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start"], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise StackError(f"pg_ctlcluster {PG_VERSION} {PG_CLUSTER} start failed: {res.stderr.strip()}")
-        for _ in range(60):
-            if _port_open(PG_PORT):
-                break
-            time.sleep(0.5)
-        else:
-            raise StackError(f"PostgreSQL did not open port {PG_PORT}")
+def start_postgres(cluster: str = PG_CLUSTER, port: int = PG_PORT) -> bool:
+    """Start the host's PostgreSQL cluster (``pg_ctlcluster``) unless something listens on its port.
+    Returns whether it started it."""
+    if _port_open(port):
+        return False
+    if not shutil.which("pg_ctlcluster"):
+        raise StackError(f"PostgreSQL is not listening on {port} and pg_ctlcluster is not installed")
+    log(f"starting PostgreSQL {PG_VERSION}/{cluster}")
+    res = subprocess.run(["pg_ctlcluster", PG_VERSION, cluster, "start"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise StackError(f"pg_ctlcluster {PG_VERSION} {cluster} start failed: {res.stderr.strip()}")
+    for _ in range(60):
+        if _port_open(port):
+            return True
+        time.sleep(0.5)
+    raise StackError(f"PostgreSQL did not open port {port}")
 
 
-def ensure_database(db: str, user: str, password: str, fresh: bool = False) -> None:
+def ensure_database(
+    db: str, user: str, password: str, fresh: bool = False, cluster: str = PG_CLUSTER, port: int = PG_PORT
+) -> bool:
     """Start PostgreSQL if needed; create (or re-password) ``user`` and create ``db`` owned by it.
 
     ``fresh`` drops ``db`` first. The password goes in through psql's stdin and is never echoed.
+    Returns whether it started PostgreSQL.
     """
-    start_postgres()
+    started = start_postgres(cluster, port)
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", user):
         raise StackError(f"database/role name {db!r}/{user!r}: use lower-case letters, digits and '_'")
     drop = f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n" if fresh else ""
@@ -510,13 +570,14 @@ SELECT format('ALTER ROLE {user} LOGIN PASSWORD %L', :'pw') \\gexec
 {drop}SELECT 'CREATE DATABASE {db} OWNER {user}'
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}') \\gexec
 """
-    cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(PG_PORT), "-v", f"pw={password}"]
+    cmd = ["psql", "-X", "-q", "-d", "postgres", "-p", str(port), "-v", f"pw={password}"]
     if os.geteuid() == 0:
         cmd = ["su", "postgres", "-c", " ".join(_shq(c) for c in cmd)]
     res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
     if res.returncode != 0:
         raise StackError(f"creating role/database {db} failed: {res.stderr.replace(password, '***').strip()}")
-    log(f"PostgreSQL ready on {PG_HOST}:{PG_PORT}, database {db}" + (" (recreated empty)" if drop else ""))
+    log(f"PostgreSQL ready on {PG_HOST}:{port}, database {db}" + (" (recreated empty)" if drop else ""))
+    return started
 
 
 def _shq(s: str) -> str:
@@ -534,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-migrate", action="store_true", help="skip python -m taskflow.cli migrate")
     up.add_argument("--no-bootstrap", action="store_true", help="skip tools/bootstrap.py")
     up.add_argument("--keep-kafka", action="store_true", help="leave Kafka running on exit")
+    up.add_argument("--no-supervise", action="store_true", help="stop everything when one process exits")
+    up.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")), help="tasks-api's port ($PORT)")
+    up.add_argument("--dapr-http-base", type=int, default=3500, help="first daprd HTTP port")
+    up.add_argument("--dapr-grpc-base", type=int, default=3550, help="first daprd gRPC port")
+    up.add_argument("--metrics-base", type=int, default=9190, help="first daprd metrics port")
+    up.add_argument("--database", default=PG_DB, help="PostgreSQL database (owned by the role taskflow)")
     up.add_argument("--log-level", default="info")
     sub.add_parser("render", help="render dapr/ into .cache/run/dapr/ and exit")
     sub.add_parser("down", help="stop the Kafka broker started by kafka_node.py")
@@ -554,7 +621,13 @@ def main(argv: list[str] | None = None) -> int:
         migrate=not args.no_migrate,
         run_bootstrap=not args.no_bootstrap,
         stop_kafka=not args.keep_kafka,
+        supervise=not args.no_supervise,
         log_level=args.log_level,
+        port=args.port,
+        dapr_http_base=args.dapr_http_base,
+        dapr_grpc_base=args.dapr_grpc_base,
+        metrics_base=args.metrics_base,
+        database=args.database,
     )
     stopping = threading.Event()
 
@@ -579,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     log("running; Ctrl-C to stop")
     rc = 0
     while not stopping.wait(1.0):
-        dead = stack.check()
+        dead = [] if stack.supervise else stack.check()
         if dead:
             log(f"ERROR: {', '.join(dead)} exited; stopping the stack (see {LOGS})")
             rc = 1
