@@ -187,6 +187,7 @@ class Stack(procs.Lifecycle):
     pg_cluster / pg_port: the host's PostgreSQL cluster (``$TASKFLOW_PG_CLUSTER``/``$TASKFLOW_PG_PORT``,
         default ``main`` on 5432); the stack starts it when it is down and then supervises it.
     extra_env: added to every function's environment.
+    run_dir: where the rendered Dapr resources, the secrets file and the logs go (default ``.cache/run``).
     """
 
     functions_dir: Path = REPO / "functions"
@@ -206,6 +207,7 @@ class Stack(procs.Lifecycle):
     pg_port: int = PG_PORT
     run_bootstrap: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    run_dir: Path = RUN
     log_level: str = "info"
     startup_timeout: float = 120.0
 
@@ -221,6 +223,18 @@ class Stack(procs.Lifecycle):
         self.functions_dir = Path(self.functions_dir).resolve()
 
     # ---- public
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def dapr_run(self) -> Path:
+        return self.run_dir / "dapr"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.dapr_run / "secrets.json"
 
     @property
     def api_url(self) -> str:
@@ -267,7 +281,7 @@ class Stack(procs.Lifecycle):
 
     def _supervise(self) -> None:
         """Hand every process to the supervisor: each restart uses the same command and ports."""
-        resources, config = RESOURCES, CONFIG
+        resources, config = self.dapr_run / "resources", self.dapr_run / "config.yaml"
 
         def relaunch(a: App, kind: str) -> Callable[[], Proc | None]:
             def launch() -> Proc | None:
@@ -339,13 +353,13 @@ class Stack(procs.Lifecycle):
             self._migrate(secrets_["database-url"])
         render_env = {
             **os.environ,
-            "TASKFLOW_SECRETS_FILE": str(SECRETS_FILE),
+            "TASKFLOW_SECRETS_FILE": str(self.secrets_file),
             "TASKFLOW_KAFKA_BROKERS": kafka_node.BOOTSTRAP,
         }
-        resources, config = render_dapr(render_env)
+        resources, config = render_dapr(render_env, dest=self.dapr_run)
         log(f"rendered Dapr resources into {resources}")
         self.app_api_token = secrets.token_urlsafe(24)
-        LOGS.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         for a in self.apps.values():
             self._start_app(a)
         for a in self.apps.values():
@@ -355,11 +369,11 @@ class Stack(procs.Lifecycle):
 
     def _secrets(self) -> dict[str, str]:
         """Create (once) or update the local secrets file; returns its content."""
-        DAPR_RUN.mkdir(parents=True, exist_ok=True)
+        self.dapr_run.mkdir(parents=True, exist_ok=True)
         data: dict[str, str] = {}
-        if SECRETS_FILE.exists():
+        if self.secrets_file.exists():
             try:
-                data = json.loads(SECRETS_FILE.read_text())
+                data = json.loads(self.secrets_file.read_text())
             except ValueError:
                 data = {}
         pw = data.get("_pg_password") or secrets.token_hex(16)
@@ -372,13 +386,13 @@ class Stack(procs.Lifecycle):
         if os.environ.get("TASKFLOW_JWT_SECRET"):
             data["jwt-secret"] = os.environ["TASKFLOW_JWT_SECRET"]
         data.setdefault("webhook-signing-key", secrets.token_urlsafe(32))
-        tmp = SECRETS_FILE.with_suffix(".tmp")
+        tmp = self.secrets_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
-        os.replace(tmp, SECRETS_FILE)
-        os.chmod(SECRETS_FILE, 0o600)
-        log(f"secrets in {SECRETS_FILE} (keys: {', '.join(k for k in data if not k.startswith('_'))})")
+        os.replace(tmp, self.secrets_file)
+        os.chmod(self.secrets_file, 0o600)
+        log(f"secrets in {self.secrets_file} (keys: {', '.join(k for k in data if not k.startswith('_'))})")
         return data
 
     def _postgres(self, password: str) -> None:
@@ -437,7 +451,7 @@ class Stack(procs.Lifecycle):
             "--port",
             str(a.app_port),
         ]
-        a.app = self._spawn(f"{a.app_id}-app", cmd, self._app_env(a), LOGS / f"{a.app_id}-app.log")
+        a.app = self._spawn(f"{a.app_id}-app", cmd, self._app_env(a), self.logs / f"{a.app_id}-app.log")
 
     def _start_daprd(self, a: App, resources: Path, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
@@ -471,7 +485,7 @@ class Stack(procs.Lifecycle):
             "--dapr-graceful-shutdown-seconds",
             "5",
         ]
-        a.daprd = self._spawn(f"{a.app_id}-daprd", cmd, env, LOGS / f"{a.app_id}-daprd.log")
+        a.daprd = self._spawn(f"{a.app_id}-daprd", cmd, env, self.logs / f"{a.app_id}-daprd.log")
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -489,7 +503,7 @@ class Stack(procs.Lifecycle):
                     del pending[name]
             if time.monotonic() > deadline:
                 raise StackError(
-                    f"not healthy after {self.startup_timeout:.0f}s: {', '.join(sorted(pending))} (logs in {LOGS})"
+                    f"not healthy after {self.startup_timeout:.0f}s: {', '.join(sorted(pending))} (logs in {self.logs})"
                 )
             if pending:
                 time.sleep(0.5)
@@ -518,7 +532,7 @@ class Stack(procs.Lifecycle):
                     str(a.dapr_http_port),
                     str(a.dapr_grpc_port),
                     str(a.metrics_port),
-                    f".cache/run/logs/{a.app_id}-{{app,daprd}}.log",
+                    f"{self.logs}/{a.app_id}-{{app,daprd}}.log",
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -528,8 +542,10 @@ class Stack(procs.Lifecycle):
         print(f"\nAPI:        {self.api_url}  (tasks-api)", flush=True)
         print(f"Kafka:      {kafka_node.BOOTSTRAP}  topics {', '.join(kafka_node.TOPICS)}", flush=True)
         pg = f"{PG_HOST}:{self.pg_port}/{self.database}"
-        print(f"PostgreSQL: {pg} (user {PG_USER}; password in {SECRETS_FILE})", flush=True)
-        print(f"Dapr:       resources {RESOURCES}, config {CONFIG}", flush=True)
+        print(f"PostgreSQL: {pg} (user {PG_USER}; password in {self.secrets_file})", flush=True)
+        print(
+            f"Dapr:       resources {self.dapr_run / 'resources'}, config {self.dapr_run / 'config.yaml'}", flush=True
+        )
 
 
 def start_postgres(cluster: str = PG_CLUSTER, port: int = PG_PORT) -> bool:
