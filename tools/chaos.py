@@ -159,6 +159,16 @@ def schedule(seed: int, seconds: float, apps: list[str]) -> list[Fault]:
     return sorted(faults)
 
 
+def _kind(f: Fault) -> str:
+    if f.kind == "kill-kafka":
+        return "kill -9 Kafka broker"
+    if f.target.startswith("tasks-api-app"):
+        return "kill -9 tasks-api (during writes)"
+    if f.target.endswith("-daprd"):
+        return "kill -9 a daprd sidecar"
+    return "kill -9 a consumer function"
+
+
 @dataclass(eq=False)
 class Injector(threading.Thread):
     stack: object
@@ -169,6 +179,8 @@ class Injector(threading.Thread):
     done: Counter[str] = field(default_factory=Counter)
     db_down: list[tuple[float, float]] = field(default_factory=list)  # (from, to) wall-clock windows
     paused: dict[int, str] = field(default_factory=dict)
+    threads: list[threading.Thread] = field(default_factory=list)
+    pg_lock: threading.Lock = field(default_factory=threading.Lock)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -189,18 +201,25 @@ class Injector(threading.Thread):
             while time.monotonic() < self.t0 + f.at:
                 if self.stop_event.wait(0.1):
                     return
-            try:
-                self.inject(f)
-            except Exception as e:
-                log(f"fault {f.kind} {f.target} not injected: {e}")
+            # each fault on its own thread: a slow one (a PostgreSQL restart) does not delay the next
+            t = threading.Thread(target=self._inject, args=(f,), name=f"fault-{f.kind}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _inject(self, f: Fault) -> None:
+        try:
+            self.inject(f)
+        except Exception as e:
+            log(f"fault {f.kind} {f.target} not injected: {e}")
 
     def inject(self, f: Fault) -> None:
         if f.kind == "pg-restart":
             start = time.time()
-            down = self.pg.restart_immediate()
+            with self.pg_lock:
+                down = self.pg.restart_immediate()
             with self.lock:
                 self.db_down.append((start, time.time()))
-            self.done["PostgreSQL restart -m immediate"] += 1
+                self.done["PostgreSQL restart -m immediate"] += 1
             log(f"fault: PostgreSQL restart -m immediate ({down:.1f}s)")
             return
         p = self._proc(f.target)
@@ -211,7 +230,8 @@ class Injector(threading.Thread):
         if f.kind in ("kill-kafka", "kill"):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            self.done["kill -9 kafka" if f.kind == "kill-kafka" else f"kill -9 {f.target}"] += 1
+            with self.lock:
+                self.done[_kind(f)] += 1
             log(f"fault: kill -9 {f.target} (pid {pid})")
         elif f.kind == "pause":
             os.killpg(pid, signal.SIGSTOP)
@@ -219,7 +239,8 @@ class Injector(threading.Thread):
                 self.paused[pid] = f.target
             log(f"fault: SIGSTOP {f.target} (pid {pid}) for {f.duration:.0f}s")
             threading.Timer(f.duration, self.resume, (pid,)).start()
-            self.done[f"SIGSTOP {f.duration:.0f}s {f.target}"] += 1
+            with self.lock:
+                self.done[f"SIGSTOP {f.duration:.0f}s {f.target}"] += 1
 
     def resume(self, pid: int) -> None:
         with self.lock:
@@ -312,6 +333,8 @@ def run(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"load client {broken[0].name} failed: {broken[0].error!r}")
         stop.set()
         injector.join(timeout=30)
+        for t in injector.threads:
+            t.join(timeout=60)
         injector.resume_all()
         for w in workers:
             w.join(timeout=180)

@@ -57,8 +57,9 @@ def pending(db: Engine, receiver: Receiver) -> dict[str, int]:
             missing_next += 1
     have_next = _rows(
         db,
-        "SELECT count(*) AS n FROM tasks a JOIN tasks b ON b.series_id = a.series_id AND b.occurrence = a.occurrence + 1 "
-        "WHERE a.status = 'completed' AND a.recurrence IS NOT NULL",
+        "SELECT count(*) AS n FROM tasks a JOIN tasks b"
+        " ON b.series_id = a.series_id AND b.occurrence = a.occurrence + 1"
+        " WHERE a.status = 'completed' AND a.recurrence IS NOT NULL",
     )[0]["n"]
     delivered = {
         r["event_id"]

@@ -261,7 +261,7 @@ class Worker(threading.Thread):
         if k is None:
             return
         title = f"{k.title.split(' v')[0]} v{self.rng.randint(1, 10**6)}"
-        resp, attempts = self.call(
+        resp, _ = self.call(
             "PATCH", f"/v1/tasks/{k.id}", lambda r: r.status_code == 200, json={"title": title},
             headers={"If-Match": k.etag},
         )  # fmt: skip
