@@ -6,7 +6,11 @@ control, instead of patching module globals."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +27,27 @@ from taskflow.bootstrap import Root
 
 PG_URL = os.environ.get("TASKFLOW_TEST_PG_URL")
 TEST_SECRET = secrets.token_hex(32)
+
+# Every log record of the whole suite, scanned for secrets when the session ends.
+_SUITE_LOG = io.StringIO()
+logging.getLogger().addHandler(logging.StreamHandler(_SUITE_LOG))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No log line of the suite holds the JWT secret, the webhook signing key or a bearer token."""
+    text = _SUITE_LOG.getvalue()
+    signing_key = hashlib.sha256(b"taskflow-webhook:" + TEST_SECRET.encode()).hexdigest()
+    leaks = [
+        name
+        for name, secret in (("the JWT secret", TEST_SECRET), ("the webhook signing key", signing_key))
+        if secret in text
+    ]
+    if re.search(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.", text):
+        leaks.append("a bearer token")
+    if leaks:
+        print(f"\nSECRET IN THE LOGS: {', '.join(leaks)} appeared in a log line of this test run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 _BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 _pg_engine: Engine | None = None

@@ -5,10 +5,10 @@ import re
 import functions_framework
 from flask import Request, Response
 
-from taskflow import bootstrap, events
+from taskflow import bootstrap, events, telemetry
 from taskflow.api.consumers import consume, guarded
 from taskflow.api.http import HttpError, json_response
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import audit as audit_trail
 
 configure_logging()
@@ -24,11 +24,13 @@ def _history(root: bootstrap.Root, request: Request, task_id: str) -> Response:
 
 
 @functions_framework.http
+@served("audit")
 def audit(request: Request) -> Response:
     root = bootstrap.root()
     match = _HISTORY.match(request.path)
     if match and request.method == "GET":
         task_id = match.group(1)
+        telemetry.set_route("/history/{task_id}")
         return guarded(request, root.settings, lambda: _history(root, request, task_id))
 
     def record(received: events.Received) -> str:

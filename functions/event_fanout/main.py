@@ -3,15 +3,16 @@
 import functions_framework
 from flask import Request, Response
 
-from taskflow import bootstrap
+from taskflow import bootstrap, telemetry
 from taskflow.api.consumers import cron
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import outbox
 
 configure_logging()
 
 
 @functions_framework.http
+@served("event-fanout")
 def event_fanout(request: Request) -> Response:
     root = bootstrap.root()
 
@@ -19,7 +20,13 @@ def event_fanout(request: Request) -> Response:
         publisher = root.publisher
         if publisher is None:
             raise RuntimeError("no publisher in this process")
+        from taskflow.adapters.backlog import outbox_backlog  # the tables module: not at import (cold start)
+
         result = outbox.relay_outbox(root.uow(), publisher, root.clock)
+        pending, oldest_age = outbox_backlog(root.engine, root.clock())
+        ins = telemetry.instruments()
+        ins.outbox_pending.set(pending)
+        ins.outbox_oldest_age.set(oldest_age)
         return {"sent": result.sent, "failed": result.failed}
 
     return cron(request, root.settings, tick)

@@ -5,13 +5,14 @@ from flask import Request, Response
 
 from taskflow import bootstrap, events
 from taskflow.api.consumers import consume
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import notifications
 
 configure_logging()
 
 
 @functions_framework.http
+@served("notifier")
 def notifier(request: Request) -> Response:
     root = bootstrap.root()
 

@@ -3,15 +3,16 @@
 import functions_framework
 from flask import Request, Response
 
-from taskflow import bootstrap, events
+from taskflow import bootstrap, events, telemetry
 from taskflow.api.consumers import consume
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import outbox, tasks
 
 configure_logging()
 
 
 @functions_framework.http
+@served("recurrence")
 def recurrence(request: Request) -> Response:
     root = bootstrap.root()
 
@@ -20,6 +21,7 @@ def recurrence(request: Request) -> Response:
         task = tasks.create_next_occurrence(uow, root.clock, received)
         if task is None:
             return "nothing to create"
+        telemetry.instruments().occurrences_created.add(1)
         outbox.publish_committed(uow, root.publisher, root.clock)
         return f"created occurrence {task.occurrence} ({task.id})"
 

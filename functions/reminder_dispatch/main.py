@@ -7,7 +7,7 @@ from flask import Request, Response
 
 from taskflow import bootstrap
 from taskflow.api.consumers import cron
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import outbox, reminders
 
 configure_logging()
@@ -16,6 +16,7 @@ GRACE_KEY = "reminder_grace_seconds"
 
 
 @functions_framework.http
+@served("reminder-dispatch")
 def reminder_dispatch(request: Request) -> Response:
     root = bootstrap.root()
 

@@ -77,9 +77,12 @@ class Root:
     # --- secrets and the database ------------------------------------------------------------
 
     def _sidecar(self) -> Any:
+        from taskflow import observability
         from taskflow.adapters.dapr import Sidecar
 
-        return self.component("sidecar", lambda: Sidecar(self.settings.dapr_grpc_address))
+        return self.component(
+            "sidecar", lambda: Sidecar(self.settings.dapr_grpc_address, observability.grpc_interceptors)
+        )
 
     @property
     def secrets(self) -> SecretStore:
@@ -112,9 +115,11 @@ class Root:
     @property
     def engine(self) -> Engine:
         def build() -> Engine:
+            from taskflow import observability
             from taskflow.adapters import db
 
             engine = db.build_engine(self.database_url)
+            observability.instrument_engine(engine)
             if self.settings.embedded:
                 db.migrate(engine)  # embedded mode creates and migrates its database on first start
             return engine

@@ -115,9 +115,15 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run embedded mode: the API on host:port, every other function in the background."""
     from werkzeug.serving import run_simple
 
+    from taskflow import observability
+
     emb = Embedded()
     _ = emb.root.jwt_secret  # fail fast, or warn loudly about the dev secret, before serving
+    observability.setup("taskflow")
+    metrics_port = observability.serve_metrics()
     emb.start()
+    if metrics_port:
+        log.info("metrics (Prometheus text) on http://127.0.0.1:%d/metrics", metrics_port)
     log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(emb.root.database_url))
     try:
         run_simple(host, port, emb.apps["tasks-api"], threaded=True, use_reloader=False)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from taskflow import telemetry
 from taskflow.domain import model
 
 TASK_TOPIC = "task-events"
@@ -93,6 +94,9 @@ class Envelope:
     topic: str
     partition_key: str
     data: dict[str, Any]
+    #: The writer's trace context (distributed-tracing extension), kept in the outbox row's event:
+    #: the event continues the trace of the write that caused it, also when the relay sends it later.
+    trace: dict[str, str] = field(default_factory=telemetry.traceparent)
 
     def to_json(self) -> str:
         return json.dumps(self.structured(), separators=(",", ":"))
@@ -107,6 +111,7 @@ class Envelope:
             "time": self.time,
             "datacontenttype": "application/json",
             "partitionkey": self.partition_key,
+            **self.trace,
             "data": self.data,
         }
 

@@ -1,17 +1,254 @@
-"""Process-wide logging for the functions: one line per record, level from TASKFLOW_LOG_LEVEL."""
+"""Process-wide logs, traces and metrics of the functions (OpenTelemetry SDK, Prometheus, JSON logs).
+
+- Logs: one line per record on stderr; ``TASKFLOW_LOG_FORMAT=json`` (the default in ``dapr`` mode)
+  writes one JSON object per line with ``app``, ``trace_id`` and ``span_id``.
+- Traces: a request continues the ``traceparent`` it arrives with, or starts a trace; its answer
+  carries ``traceresponse``. Spans go to an OTLP collector when ``OTEL_EXPORTER_OTLP_ENDPOINT``
+  (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set.
+- Metrics: Prometheus text on ``127.0.0.1:TASKFLOW_METRICS_PORT`` (``serve_metrics``), and OTLP
+  push when an endpoint is set. ``TASKFLOW_TELEMETRY=off`` switches traces and metrics off.
+
+The SDK is set up at a function's first request (``served``), never at import (cold start).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from taskflow import telemetry
+
+log = logging.getLogger("taskflow.observability")
+
+DEFAULT_METRICS_PORT = 9464
+_setup_lock = threading.Lock()
+_setup_done = False
+_enabled = True
+_metrics_server: Any = None
 
 
-def configure_logging() -> None:
-    """Idempotent; safe to call at import time (it performs no I/O beyond stderr)."""
-    level = os.environ.get("TASKFLOW_LOG_LEVEL", "INFO").upper()
+# --- logs ----------------------------------------------------------------------------------
+
+
+class _ContextFilter(logging.Filter):
+    """Adds ``app``, ``trace_id`` and ``span_id`` to every record (empty outside a trace)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.app = telemetry.current_app.get()
+        if getattr(record, "trace_id", ""):
+            return True  # the caller named the trace (work done outside the request's context)
+        record.trace_id = record.span_id = ""
+        if "opentelemetry.trace" in sys.modules:  # nothing to read before the first traced request
+            from opentelemetry import trace
+
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                record.trace_id = f"{ctx.trace_id:032x}"
+                record.span_id = f"{ctx.span_id:016x}"
+        return True
+
+
+def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(app)s %(trace_id)s %(span_id)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def log_handler(fmt: str, stream: Any = None) -> logging.Handler:
+    """A handler writing ``fmt`` (``json`` or ``text``) lines with the trace context fields."""
+    handler = logging.StreamHandler(stream)
+    if fmt == "json":
+        handler.setFormatter(_json_formatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(app)s %(trace_id)s]: %(message)s")
+        )
+    handler.addFilter(_ContextFilter())
+    return handler
+
+
+def configure_logging(environ: Mapping[str, str] | None = None) -> None:
+    """Idempotent; safe at import time (no I/O beyond stderr). JSON in ``dapr`` mode unless
+    ``TASKFLOW_LOG_FORMAT=text``; text in embedded mode unless ``TASKFLOW_LOG_FORMAT=json``.
+    A host that already logs (pytest, a WSGI server) keeps its handlers; they get the fields."""
+    e = os.environ if environ is None else environ
+    level = e.get("TASKFLOW_LOG_LEVEL", "INFO").upper()
+    mode = e.get("TASKFLOW_MODE", "embedded").lower()
+    fmt = (e.get("TASKFLOW_LOG_FORMAT") or ("json" if mode == "dapr" else "text")).lower()
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        root.addHandler(log_handler(fmt))
+    for h in root.handlers:
+        if not any(isinstance(f, _ContextFilter) for f in h.filters):
+            h.addFilter(_ContextFilter())
     logging.getLogger("taskflow").setLevel(level)
+
+
+# --- the SDK -------------------------------------------------------------------------------
+
+
+def _otlp_endpoint(e: Mapping[str, str], signal: str) -> bool:
+    return bool(e.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or e.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def setup(service_name: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Install the OpenTelemetry SDK once per process; False when telemetry is off."""
+    global _setup_done, _enabled
+    if _setup_done:
+        return _enabled
+    with _setup_lock:
+        if _setup_done:
+            return _enabled
+        e = os.environ if environ is None else environ
+        _enabled = e.get("TASKFLOW_TELEMETRY", "on").lower() not in {"off", "0", "false", "no"}
+        if _enabled:
+            _install_sdk(service_name or e.get("OTEL_SERVICE_NAME") or e.get("APP_ID") or "taskflow", e)
+        _setup_done = True
+        return _enabled
+
+
+def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    resource = Resource.create({"service.name": service_name})
+    tracer_provider = TracerProvider(resource=resource)
+    if _otlp_endpoint(e, "TRACES"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+
+    readers: list[MetricReader] = [PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False)]
+    if _otlp_endpoint(e, "METRICS"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        interval = int(e.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+
+    # Outgoing webhooks (httpx): client spans, and traceparent on the request.
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().instrument()
+
+
+def instrument_engine(engine: Any) -> None:
+    """Spans for each SQL statement on ``engine`` (the statement text has bound parameters only)."""
+    if not setup():
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine, enable_commenter=False)
+
+
+def grpc_interceptors() -> list[Any]:
+    """Client interceptors for the Dapr SDK's channel: a span per sidecar call, traceparent in its metadata."""
+    if not setup():
+        return []
+    from opentelemetry.instrumentation.grpc import client_interceptor
+
+    return [client_interceptor()]  # type: ignore[no-untyped-call]
+
+
+def serve_metrics(port: int | None = None, host: str = "127.0.0.1", environ: Mapping[str, str] | None = None) -> int:
+    """Serve Prometheus text at http://host:port/metrics (``TASKFLOW_METRICS_PORT``, default 9464;
+    0 disables). Returns the port, or 0 when not serving. A port in use is logged, not fatal."""
+    global _metrics_server
+    e = os.environ if environ is None else environ
+    if port is None:
+        port = int(e.get("TASKFLOW_METRICS_PORT", str(DEFAULT_METRICS_PORT)) or 0)
+    if port == 0 or not setup():
+        return 0
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("metrics endpoint not started on %s:%d: %s", host, port, exc)
+        return 0
+    _metrics_server = server
+    return int(server.server_port)
+
+
+# --- one request ---------------------------------------------------------------------------
+
+
+def served(app_id: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Wrap a function's entry point: trace context in, one SERVER span, ``traceresponse`` out,
+    the request duration metric, and a problem+json 500 (with its trace id) for anything uncaught."""
+
+    def decorate(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        @functools.wraps(fn)
+        def wrapper(request: Any) -> Any:
+            app_token = telemetry.current_app.set(app_id)
+            route_token = telemetry.current_route.set(None)
+            try:
+                if not setup(app_id):
+                    return _call(fn, request)
+                return _traced(fn, request)
+            finally:
+                telemetry.current_route.reset(route_token)
+                telemetry.current_app.reset(app_token)
+
+        return wrapper
+
+    return decorate
+
+
+def _call(fn: Callable[[Any], Any], request: Any) -> Any:
+    try:
+        return fn(request)
+    except Exception:
+        from taskflow.api.http import HttpError, problem
+
+        log.exception("unhandled error on %s %s", request.method, telemetry.current_route.get() or "?")
+        return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
+
+
+def _traced(fn: Callable[[Any], Any], request: Any) -> Any:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    started = time.perf_counter()
+    method = request.method
+    parent = propagate.extract(request.headers)
+    attributes = {"http.request.method": method, "url.scheme": request.scheme}
+    span = telemetry.tracer().start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+    try:
+        with trace.use_span(span, end_on_exit=False):
+            resp = _call(fn, request)
+            route = telemetry.current_route.get()
+            status = int(resp.status_code)
+            if route:
+                span.set_attribute("http.route", route)
+                span.update_name(f"{method} {route}")
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+                log.error("%s %s answered %d", method, route or "(unmatched route)", status)
+            ctx = span.get_span_context()
+            resp.headers["traceresponse"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    finally:
+        span.end()
+    labels = {"http.request.method": method, "http.response.status_code": status}
+    if route:
+        labels["http.route"] = route
+    telemetry.instruments().http_duration.record(time.perf_counter() - started, labels)
+    return resp

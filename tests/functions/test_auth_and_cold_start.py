@@ -71,7 +71,8 @@ from taskflow.functions import FUNCTIONS
 for fn in FUNCTIONS:
     functions_framework.create_app(target=fn.folder, source=f"functions/{fn.folder}/main.py")
 assert bootstrap._root is None  # nothing built: no engine, no sidecar client
-for heavy in ("sqlalchemy.dialects.postgresql", "pg8000", "httpx", "dapr", "grpc", "alembic"):
+heavy_modules = ("sqlalchemy.dialects.postgresql", "pg8000", "httpx", "dapr", "grpc", "alembic", "opentelemetry")
+for heavy in heavy_modules:  # OpenTelemetry too: set up at the first request
     assert heavy not in sys.modules, heavy
 print("ok")
 """

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "taskflow"
 LAYERS: dict[str, int] = {
     "taskflow.domain": 0,
     "taskflow.events": 1,
+    "taskflow.telemetry": 1,
     "taskflow.service_layer": 2,
     "taskflow.config": 3,
     "taskflow.functions": 3,

@@ -22,8 +22,9 @@ CLOUDEVENT = "application/cloudevents+json"
 class Sidecar:
     """One SDK client per process (gRPC channel to the sidecar), built on first use."""
 
-    def __init__(self, grpc_address: str) -> None:
+    def __init__(self, grpc_address: str, interceptors: Callable[[], list[Any]] | None = None) -> None:
         self.grpc_address = grpc_address
+        self.interceptors = interceptors  # e.g. OpenTelemetry's: a span and traceparent per sidecar call
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -33,7 +34,8 @@ class Sidecar:
                 from dapr.clients.grpc.client import DaprGrpcClient
 
                 # The API token (DAPR_API_TOKEN) and the health wait come from the SDK's settings.
-                self._client = DaprGrpcClient(address=self.grpc_address)
+                extra = self.interceptors() if self.interceptors is not None else []
+                self._client = DaprGrpcClient(address=self.grpc_address, interceptors=extra or None)
             return self._client
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from sqlalchemy import Engine, delete, insert, select, update
 
+from taskflow import telemetry
 from taskflow.adapters.tables import kv_state, taskflow_config
 from taskflow.service_layer.ports import Clock, PublishError, StateConflict
 
@@ -197,6 +198,9 @@ class InProcessBus:
             return True  # no rule matched and no default route: Dapr skips it, as do we
         body = json.dumps(event).encode()
         headers = {"content-type": "application/cloudevents+json"}
+        for name in ("traceparent", "tracestate"):  # as daprd does: the delivery continues the event's trace
+            if isinstance(event.get(name), str):
+                headers[name] = event[name]
         if self.app_token:
             headers["dapr-api-token"] = self.app_token
         for attempt in range(self.max_attempts):
@@ -209,10 +213,19 @@ class InProcessBus:
             if verdict == "SUCCESS":
                 return True
             if verdict == "DROP":
-                break
+                break  # the consumer counted and logged its drop
             if self._stop.wait(min(self.backoff * 2**attempt, 5.0)):
                 return False
-        log.warning("event %s (%s) dead-lettered for %s", event.get("id"), event.get("type"), sub.app_id)
+        else:
+            telemetry.instruments().dead_letters.add(1, {"topic": telemetry.topic_label(sub.topic)})
+        tp = str(event.get("traceparent") or "")
+        log.error(
+            "event %s (%s) dead-lettered for %s",
+            event.get("id"),
+            event.get("type"),
+            sub.app_id,
+            extra={"trace_id": tp[3:35], "event_id": event.get("id"), "event_type": event.get("type")},
+        )
         self.dead_letters.append((sub.dead_letter or "", event))
         return True
 

@@ -13,6 +13,7 @@ from flask import Request, Response
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
+from taskflow import telemetry
 from taskflow.api import auth, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
@@ -66,10 +67,11 @@ def handle(request: Request, root: Root) -> Response:
     adapter = _routes.bind("localhost", path_info=request.path)
     try:
         if webapp.is_asset_request(request):
+            telemetry.set_route("/{asset}")
             web_dir = root.component("web_dir", lambda: webapp.web_dir(root.settings.web_dir))
             return webapp.serve(request, root.settings, web_dir)
         try:
-            endpoint, args = adapter.match(request.path, method=request.method)
+            rule, args = adapter.match(request.path, method=request.method, return_rule=True)
         except NotFound as exc:
             raise HttpError(404, "Not found", f"no route {request.path}", slug="not-found") from exc
         except MethodNotAllowed as exc:
@@ -77,6 +79,8 @@ def handle(request: Request, root: Root) -> Response:
             raise HttpError(
                 405, "Method not allowed", f"use one of {allowed}", slug="method", headers={"Allow": allowed}
             ) from exc
+        endpoint = str(rule.endpoint)
+        telemetry.set_route(_template(rule.rule))
         view = _VIEWS[endpoint]
         user = None if endpoint in PUBLIC else _user(request, root)
         return view(Call(request, root, user), **args)
@@ -96,6 +100,11 @@ def handle(request: Request, root: Root) -> Response:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
+
+
+def _template(rule: str) -> str:
+    """``/v1/tasks/<task_id>`` as the route template ``/v1/tasks/{task_id}``."""
+    return rule.replace("<", "{").replace(">", "}")
 
 
 def _tokens(root: Root) -> auth.Tokens:

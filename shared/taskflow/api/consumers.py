@@ -10,13 +10,14 @@ contract: not retried), which KafkaSource hands to its dead-letter sink.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import Request, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from taskflow import events
+from taskflow import events, telemetry
 from taskflow.api.http import HttpError, json_response, problem, require_app_token
 from taskflow.config import Settings
 from taskflow.service_layer.errors import RetryableError
@@ -37,9 +38,12 @@ def guarded(request: Request, settings: Settings, run: Callable[[], Response]) -
     """Health check, app-token check and problem+json mapping common to every sidecar-facing route."""
     health = healthz(request)
     if health is not None:
+        telemetry.set_route("/healthz")
         return health
     try:
         require_app_token(request, settings.app_api_token)
+        if telemetry.current_route.get() is None:
+            telemetry.set_route(request.path)  # the sidecar calls only the fixed routes of subscriptions and bindings
         return run()
     except HttpError as err:
         return problem(err, request.path)
@@ -56,25 +60,49 @@ def consume(
     def run() -> Response:
         if request.method != "POST":
             raise HttpError(405, "Method not allowed", "deliveries are POST", headers={"Allow": "POST"})
+        started = time.perf_counter()
         try:
             received = events.parse(dict(request.headers), request.get_data())
         except events.PoisonEvent as exc:
+            settled(None, "drop", started, str(exc))
             if settings.event_delivery == "knative":
-                log.warning("REJECT 400 (to the dead-letter sink): %s", exc)
                 return problem(HttpError(400, "Unprocessable event", str(exc), slug="poison-event"), request.path)
-            log.warning("DROP (to dead-letter topic): %s", exc)
             return json_response(DROP)
         if received.type not in accept:
             # KafkaSource cannot filter by type: events this function does not handle are done.
-            log.info("ignored %s (%s): not handled here", received.id, received.type)
+            log.debug("ignored %s (%s): not handled here", received.id, received.type)
             return json_response(SUCCESS)
         try:
             outcome = apply(received)
         except (RetryableError, OperationalError, DBAPIError) as exc:
-            log.warning("RETRY %s (%s): %s", received.id, received.type, type(exc).__name__ + ": " + str(exc)[:200])
+            settled(received, "retry", started, type(exc).__name__ + ": " + str(exc)[:200])
             return json_response({"status": "RETRY"}, status=500)
-        log.info("%s %s (%s)", outcome, received.id, received.type)
+        settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
         return json_response(SUCCESS)
+
+    def settled(received: events.Received | None, outcome: str, started: float, detail: str) -> None:
+        """One log line and the metrics for a settled delivery (a drop goes to the dead-letter topic)."""
+        seconds = time.perf_counter() - started
+        etype = received.type if received is not None else "other"
+        app = telemetry.current_app.get()
+        ins = telemetry.instruments()
+        ins.events_processed.add(1, {"app": app, "type": etype, "outcome": outcome})
+        ins.event_duration.record(seconds, {"app": app, "type": etype, "outcome": outcome})
+        fields = {
+            "event_id": received.id if received is not None else "",
+            "event_type": etype,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if outcome == "drop":
+            # /events/reminders <- reminders; /events/task-* <- task-events (dapr/subscriptions.yaml)
+            topic = telemetry.REMINDER_TOPIC if "reminder" in request.path else telemetry.TASK_TOPIC
+            ins.dead_letters.add(1, {"topic": topic})
+            log.error("DROP to the dead-letter topic: %s", detail, extra=fields)
+        elif outcome == "retry":
+            log.warning("RETRY %s (%s): %s", fields["event_id"], etype, detail, extra=fields)
+        else:
+            log.info("%s %s (%s): %s", outcome, fields["event_id"], etype, detail, extra=fields)
 
     return guarded(request, settings, run)
 

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from flask import Request, Response
 from pydantic import BaseModel, ValidationError
 
+from taskflow import telemetry
+
 MAX_BODY = 1024 * 1024
 #: Task fields a client may read but not write, and what to do instead.
 READ_ONLY = {
@@ -61,6 +63,9 @@ def problem(err: HttpError, instance: str | None = None) -> Response:
         body["instance"] = instance
     if err.errors is not None:
         body["errors"] = err.errors
+    trace_id = telemetry.trace_id()
+    if trace_id:
+        body["trace_id"] = trace_id  # a bug report quoting it leads to the logs and the trace
     resp = Response(json.dumps(body), status=err.status, mimetype="application/problem+json")
     for name, value in err.headers.items():
         resp.headers[name] = value

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from taskflow import events
+from taskflow import events, telemetry
 from taskflow.domain import model
 from taskflow.service_layer.errors import RetryableError
 from taskflow.service_layer.ports import Clock, WebhookSender
@@ -86,6 +86,7 @@ def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, web
 
 
 def _mark_webhook(uow: AbstractUnitOfWork, clock: Clock, notification_id: str, status: str) -> None:
+    telemetry.instruments().webhook_deliveries.add(1, {"outcome": status})
     now = clock()
     with uow:
         uow.notifications.mark_webhook(notification_id, status, now)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
+from taskflow import telemetry
 from taskflow.service_layer.ports import Clock, Publisher, PublishError
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork, PendingEvent
 
@@ -35,6 +37,7 @@ def publish_committed(uow: AbstractUnitOfWork, publisher: Publisher | None, cloc
             log.exception("immediate publish failed; the outbox relay retries")
             break
         sent.append(envelope.id)
+    _count_published(Counter(e.topic for e in envelopes[: len(sent)]))
     if sent and not _acknowledges(publisher):
         now = clock()
         with uow:
@@ -78,6 +81,7 @@ def relay_outbox(uow: AbstractUnitOfWork, publisher: Publisher, clock: Clock, ba
         sent: list[str] = []
         failed = 0
         blocked: set[str] = set()
+        topics: Counter[str] = Counter()
         while remaining:
             # A wave holds at most one event per task, so a failure can never let a task's later
             # event overtake an earlier one; a task whose event failed waits for the next relay.
@@ -92,6 +96,7 @@ def relay_outbox(uow: AbstractUnitOfWork, publisher: Publisher, clock: Clock, ba
             for row, error in _publish_wave(publisher, wave):
                 if error is None:
                     sent.append(row.event_id)
+                    topics[row.topic] += 1
                 else:
                     failed += 1
                     blocked.add(row.partition_key)
@@ -101,7 +106,13 @@ def relay_outbox(uow: AbstractUnitOfWork, publisher: Publisher, clock: Clock, ba
         if not _acknowledges(publisher):
             uow.outbox.mark_sent(sent, now)
         uow.commit(now)
+    _count_published(topics)
     return RelayResult(len(sent), failed)
+
+
+def _count_published(topics: Counter[str]) -> None:
+    for topic, n in topics.items():
+        telemetry.instruments().events_published.add(n, {"topic": telemetry.topic_label(topic)})
 
 
 def mark_sent(uow: AbstractUnitOfWork, clock: Clock, event_id: str) -> None:
