@@ -99,11 +99,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit, function and integration tests (PostgreSQL too when TASKFLOW_TEST_PG_URL is set)."""
+    """Unit, function, integration and hostile-input tests (PostgreSQL too when TASKFLOW_TEST_PG_URL is set)."""
     _install(session)
     if not os.environ.get("TASKFLOW_TEST_PG_URL"):
         session.warn("TASKFLOW_TEST_PG_URL is not set: PostgreSQL variants are skipped")
-    _pytest(session, "tests/unit", "tests/functions", "tests/integration")
+    _pytest(session, "tests/unit", "tests/functions", "tests/integration", "tests/hostile")
 
 
 @nox.session(python=PYTHON)

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from taskflow import telemetry
 from taskflow.domain import model
@@ -27,8 +27,36 @@ REMINDER_DUE = "com.taskflow.reminder.due.v1"
 TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED)
 
 
+#: The largest delivery a consumer accepts: the broker's message limit (``maxMessageBytes``).
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+def _rfc3339(value: str) -> str:
+    """A time with ``Z`` or an offset, as ``model.format_time`` writes it; anything else is poison."""
+    try:
+        parsed = model.parse_time(value)
+    except ValueError as exc:
+        raise ValueError("not an RFC 3339 date-time") from exc
+    if parsed is None or parsed.tzinfo is None:
+        raise ValueError("an RFC 3339 date-time needs Z or an offset")
+    return value
+
+
+def _rule(value: str) -> str:
+    from taskflow.domain.recurrence import RecurrenceError, validate_rule
+
+    try:
+        validate_rule(value)
+    except RecurrenceError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+Rfc3339 = Annotated[str, Field(json_schema_extra={"format": "date-time"}), AfterValidator(_rfc3339)]
+
+
 class RecurrenceData(BaseModel):
-    rule: str
+    rule: Annotated[str, AfterValidator(_rule)]
     anchor: Literal["due", "completion"]
 
 
@@ -46,15 +74,15 @@ class TaskData(BaseModel):
     status: Literal["open", "completed"]
     priority: Literal["none", "low", "medium", "high", "urgent"]
     tags: list[str]
-    due_at: str | None
-    timezone: str
+    due_at: Rfc3339 | None
+    timezone: Annotated[str, AfterValidator(model.validate_timezone)]
     recurrence: RecurrenceData | None
     reminders: list[ReminderData]
     series_id: str | None
     occurrence: int
-    completed_at: str | None
-    created_at: str
-    updated_at: str
+    completed_at: Rfc3339 | None
+    created_at: Rfc3339
+    updated_at: Rfc3339
     version: int
 
 
@@ -75,7 +103,7 @@ class ReminderDueData(BaseModel):
     task_id: str
     owner_id: str
     title: str
-    fire_at: datetime
+    fire_at: AwareDatetime
     late: bool = False
 
 
@@ -180,6 +208,9 @@ def parse(headers: Mapping[str, str], body: bytes) -> Received:
     except Exception as exc:  # the SDK raises several unrelated types for bad input
         raise PoisonEvent(f"not a CloudEvent: {exc}") from exc
     attrs = event.get_attributes()
+    for name in ("id", "type", "source"):
+        if not isinstance(attrs.get(name), str) or not attrs[name]:
+            raise PoisonEvent(f"attribute {name!r} must be a non-empty string")
     etype = str(attrs.get("type", ""))
     raw = event.get_data()
     if isinstance(raw, bytes | str):

@@ -12,9 +12,41 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+Resolver = Callable[[str, int], list[str]]
 
-def validate_webhook_url(url: str, allow_loopback: bool) -> str:
-    """Return the URL if it is safe to POST to, else raise ValueError saying why.
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, as the sender would connect)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]).split("%")[0] for info in infos]
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in ipaddress.IPv6Network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True only for a globally routable unicast address (and no private IPv4 hidden in an IPv6 one)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return False  # IPv4-mapped, 6to4, Teredo, NAT64: never needed for a webhook, a classic bypass
+    return address.is_global and not address.is_multicast
+
+
+def resolve_webhook_url(
+    url: str, allow_loopback: bool, resolve: Resolver = system_resolver
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses a safe webhook URL resolves to, else ValueError saying why (the SSRF policy).
 
     The host is resolved and every address checked, so a public name that points at a
     private, loopback or link-local address is refused too. Loopback ``http://`` is accepted
@@ -31,26 +63,24 @@ def validate_webhook_url(url: str, allow_loopback: bool) -> str:
     except ValueError as exc:
         raise ValueError("webhook_url has an invalid port") from exc
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        addresses = [ipaddress.ip_address(a) for a in resolve(host, port)]
+    except (OSError, UnicodeError, ValueError) as exc:
         raise ValueError(f"webhook_url host {host!r} does not resolve") from exc
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
-    all_loopback = all(a.is_loopback for a in addresses)
-    if all_loopback and allow_loopback:
-        return url
+    if not addresses:
+        raise ValueError(f"webhook_url host {host!r} does not resolve")
+    if allow_loopback and all(a.is_loopback for a in addresses):
+        return addresses
     if parts.scheme != "https":
         raise ValueError("webhook_url must use https")
     for address in addresses:
-        if (
-            address.is_loopback
-            or address.is_private
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-            or (isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None)
-        ):
+        if not is_public(address):
             raise ValueError(f"webhook_url resolves to a non-public address ({address}); refused")
+    return addresses
+
+
+def validate_webhook_url(url: str, allow_loopback: bool, resolve: Resolver = system_resolver) -> str:
+    """Return the URL if it is safe to POST to, else raise ValueError saying why."""
+    resolve_webhook_url(url, allow_loopback, resolve)
     return url
 
 
@@ -82,19 +112,45 @@ def frame(payload: dict[str, Any], event_id: str, signing_key: str) -> tuple[byt
 
 
 class DirectWebhookSender:
-    """The webhook sender without a sidecar: a plain HTTP POST (embedded mode)."""
+    """The webhook sender without a sidecar: a plain HTTP POST (embedded mode).
 
-    def __init__(self, signing_key: Callable[[], str], allow_loopback: bool, timeout: float = 10.0) -> None:
+    The URL is checked again at delivery, and the POST goes to the very address that was
+    checked (the Host header and TLS server name stay the URL's), so a DNS answer that changes
+    between the check and the connection (DNS rebinding) cannot reach an internal address.
+    Redirects are never followed: a 3xx counts as a refusal.
+    """
+
+    def __init__(
+        self,
+        signing_key: Callable[[], str],
+        allow_loopback: bool,
+        timeout: float = 10.0,
+        resolve: Resolver = system_resolver,
+    ) -> None:
         self.signing_key = signing_key  # resolved on first send (a secret)
         self.allow_loopback = allow_loopback
         self.timeout = timeout
+        self.resolve = resolve
 
     def check(self, url: str) -> None:
-        validate_webhook_url(url, self.allow_loopback)
+        validate_webhook_url(url, self.allow_loopback, self.resolve)
 
     def send(self, url: str, payload: dict[str, Any], event_id: str) -> int:
         import httpx
 
+        address = resolve_webhook_url(url, self.allow_loopback, self.resolve)[0]
         body, headers = frame(payload, event_id, self.signing_key())
-        resp = httpx.post(url, content=body, headers=headers, timeout=self.timeout, follow_redirects=False)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        pinned = httpx.URL(url).copy_with(host=str(address))
+        headers["Host"] = parts.netloc.rpartition("@")[2]
+        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST",
+                pinned,
+                content=body,
+                headers=headers,
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            )
+            resp = client.send(request)
         return resp.status_code

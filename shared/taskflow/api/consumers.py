@@ -62,7 +62,7 @@ def consume(
             raise HttpError(405, "Method not allowed", "deliveries are POST", headers={"Allow": "POST"})
         started = time.perf_counter()
         try:
-            received = events.parse(dict(request.headers), request.get_data())
+            received = events.parse(dict(request.headers), _body(request))
         except events.PoisonEvent as exc:
             settled(None, "drop", started, str(exc))
             if settings.event_delivery == "knative":
@@ -105,6 +105,17 @@ def consume(
             log.info("%s %s (%s): %s", outcome, fields["event_id"], etype, detail, extra=fields)
 
     return guarded(request, settings, run)
+
+
+def _body(request: Request) -> bytes:
+    """The delivery's body; more than the broker's message limit is poison (never read in full)."""
+    length = request.content_length
+    if length is not None and length > events.MAX_EVENT_BYTES:
+        raise events.PoisonEvent(f"event of {length} bytes is over the {events.MAX_EVENT_BYTES}-byte limit")
+    data = request.stream.read(events.MAX_EVENT_BYTES + 1)
+    if len(data) > events.MAX_EVENT_BYTES:
+        raise events.PoisonEvent(f"event is over the {events.MAX_EVENT_BYTES}-byte limit")
+    return data
 
 
 def cron(request: Request, settings: Settings, tick: Callable[[], dict[str, Any]]) -> Response:

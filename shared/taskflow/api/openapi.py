@@ -207,7 +207,12 @@ def document() -> dict[str, Any]:
                     },
                     params=[
                         {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                        },
                     ],
                 )
             },

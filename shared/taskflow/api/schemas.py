@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from werkzeug.datastructures import MultiDict
 
 from taskflow.api.http import HttpError, invalid, unprocessable
@@ -36,7 +38,14 @@ def _aware(value: datetime) -> datetime:
     return model.as_utc(value)
 
 
-AwareDateTime = Annotated[datetime, AfterValidator(_aware)]
+def _rfc3339_text(value: Any) -> Any:
+    """Times are RFC 3339 strings, as documented: a bare number is not read as a Unix time."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+AwareDateTime = Annotated[datetime, BeforeValidator(_rfc3339_text), AfterValidator(_aware)]
 
 
 class Strict(BaseModel):
@@ -99,15 +108,23 @@ class TaskCreate(Strict):
         }
 
 
+def _not_clearable(schema: dict[str, Any]) -> None:
+    """title, priority and timezone may be left out but not cleared: no null, no null default."""
+    for name in ("title", "priority", "timezone"):
+        schema["properties"][name].pop("default", None)
+
+
 class TaskPatch(Strict):
     """Partial update: absent fields are kept, ``null`` clears a clearable field."""
 
-    title: Title | None = None
+    model_config = ConfigDict(json_schema_extra=_not_clearable)
+
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
-    priority: PriorityName | None = None
+    priority: PriorityName | SkipJsonSchema[None] = None
     tags: Tags | None = None
     due_at: AwareDateTime | None = None
-    timezone: TimeZoneName | None = None
+    timezone: TimeZoneName | SkipJsonSchema[None] = None
     recurrence: RecurrenceIn | None = None
     reminders: Annotated[list[ReminderIn], Field(max_length=model.REMINDERS_MAX)] | None = None
 

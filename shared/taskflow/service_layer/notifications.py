@@ -78,6 +78,11 @@ def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, web
     except Exception as exc:  # network errors of either adapter
         _mark_webhook(uow, clock, row["id"], "failed")
         raise RetryableError(f"webhook delivery failed: {exc}") from exc
+    if 300 <= status < 400:
+        # Redirects are never followed (one could point inside our network): not retried either.
+        log.warning("webhook for notification %s not sent: the receiver redirected (%d)", row["id"], status)
+        _mark_webhook(uow, clock, row["id"], "refused")
+        return notification
     if status >= 300:
         _mark_webhook(uow, clock, row["id"], "failed")
         raise RetryableError(f"webhook answered {status}")

@@ -1,0 +1,184 @@
+"""The authorisation matrix: every authenticated route of tasks-api (read from the app's own route
+map, so a new route is covered the day it is added) by every kind of bad or foreign credential by
+{own task, another user's task, a missing id}. Each cell has one expected status, and no cell run
+by anyone but the owner writes, changes or reveals the owner's data (counts and ETags compared)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import func, select
+
+from taskflow.adapters import tables
+from taskflow.api import app as api
+from taskflow.api.openapi import document
+from tests.conftest import TEST_SECRET, auth, token
+
+OWNER, OTHER, DELETED = "alice", "mallory", "carol"
+SECRET_TITLE = "alice-private-title"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+#: A valid body per request schema of the OpenAPI document; a new operation with a body needs one here.
+BODIES: dict[str, dict[str, Any]] = {
+    "TaskCreate": {"title": "from the matrix", "tags": ["matrix"]},
+    "TaskPatch": {"title": "patched by the matrix"},
+    "UserSettings": {"webhook_url": None},
+    "RecurrencePreviewRequest": {"rule": "FREQ=DAILY", "due_at": "2030-01-01T09:00:00Z"},
+}
+
+
+def _claims(user: str, **extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": user, "iat": now, "exp": now + 600, **extra}
+
+
+def _bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+#: Credentials that must be refused with 401 whatever the route and the target.
+REFUSED: dict[str, Callable[[], dict[str, str]]] = {
+    "no token": lambda: {},
+    "not bearer": lambda: {"Authorization": "Basic YWxpY2U6eA=="},
+    "garbage": lambda: _bearer("not.a.jwt"),
+    "expired": lambda: _bearer(token(OWNER, exp=int(time.time()) - 3600)),
+    "wrong key": lambda: _bearer(jwt.encode(_claims(OWNER), "x" * 64, algorithm="HS256")),
+    "alg none": lambda: _bearer(jwt.encode(_claims(OWNER), key="", algorithm="none")),
+    "HS/RS confusion": lambda: _bearer(jwt.encode(_claims(OWNER), RSA_KEY, algorithm="RS256")),
+    "no exp": lambda: _bearer(jwt.encode({"sub": OWNER}, TEST_SECRET, algorithm="HS256")),
+    "empty sub": lambda: _bearer(jwt.encode(_claims(""), TEST_SECRET, algorithm="HS256")),
+}
+#: Valid credentials of someone who is not the owner.
+FOREIGN: dict[str, Callable[[], dict[str, str]]] = {
+    "another user": lambda: auth(OTHER),
+    "a deleted user's id": lambda: auth(DELETED),
+}
+
+
+def protected_operations() -> list[tuple[str, str, str]]:
+    """(endpoint, method, rule) of every route that needs a token, from the app's route map."""
+    ops = []
+    for rule in api._routes.iter_rules():
+        if rule.endpoint in api.PUBLIC:
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            ops.append((rule.endpoint, method, rule.rule))
+    return ops
+
+
+OPERATIONS = protected_operations()
+
+
+def test_every_route_is_documented_and_every_documented_operation_is_a_route() -> None:
+    documented = {
+        (method.upper(), path.replace("{id}", "<task_id>"))
+        for path, item in document()["paths"].items()
+        for method in item
+    }
+    routed = {(m, r) for _, m, r in OPERATIONS} | {
+        (m, rule.rule)
+        for rule in api._routes.iter_rules()
+        if rule.endpoint in api.PUBLIC
+        for m in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    assert routed == documented
+
+
+def _body(method: str, rule: str) -> dict[str, Any] | None:
+    op = document()["paths"][rule.replace("<task_id>", "{id}")][method.lower()]
+    if "requestBody" not in op:
+        return None
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert ref in BODIES, f"{method} {rule}: add a valid {ref} body to BODIES"
+    return BODIES[ref]
+
+
+def _snapshot(app: Any, client: Any, owner: str) -> dict[str, Any]:
+    """What a user owns, as the API shows it to them and as the database counts it."""
+    with app.root.engine.connect() as conn:
+        counts = {
+            t.name: conn.execute(select(func.count()).select_from(t).where(t.c.owner_id == owner)).scalar_one()
+            for t in (tables.tasks, tables.task_tags, tables.reminders, tables.notifications, tables.audit_log)
+        }
+        owned = select(tables.tasks.c.id).where(tables.tasks.c.owner_id == owner)
+        counts["outbox"] = conn.execute(
+            select(func.count()).select_from(tables.outbox).where(tables.outbox.c.partition_key.in_(owned))
+        ).scalar_one()
+    listed = client.get("/v1/tasks?status=all&limit=200", headers=auth(owner)).get_json()["items"]
+    return {
+        "counts": counts,
+        "etags": sorted((t["id"], t["version"], t["updated_at"]) for t in listed),
+        "tags": client.get("/v1/tags", headers=auth(owner)).get_json(),
+        "settings": client.get("/v1/settings", headers=auth(owner)).get_json(),
+    }
+
+
+def _create(client: Any, user: str, **fields: Any) -> dict[str, Any]:
+    body = {"title": SECRET_TITLE, "tags": ["private"], "due_at": "2031-05-01T10:00:00Z", **fields}
+    resp = client.post("/v1/tasks", json=body, headers=auth(user))
+    assert resp.status_code == 201, resp.get_json()
+    return dict(resp.get_json())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("endpoint", "method", "rule"), OPERATIONS, ids=[f"{m} {r}" for _, m, r in OPERATIONS])
+def test_authorisation_matrix(make_app: Any, endpoint: str, method: str, rule: str) -> None:
+    app = make_app()
+    client = app.apps["tasks-api"].test_client()
+    victim = _create(client, OWNER, reminders=[{"offset": "-PT15M"}])
+    client.put("/v1/settings", json={"webhook_url": "http://127.0.0.1:9/hook"}, headers=auth(OWNER))
+    gone = _create(client, DELETED)  # carol's only task, deleted: her id is a user with nothing left
+    assert client.delete(f"/v1/tasks/{gone['id']}", headers=auth(DELETED)).status_code == 204
+    app.bus.drain()
+    body = _body(method, rule)
+    has_id = "<task_id>" in rule
+    targets = {"own task": victim["id"], "another user's task": gone["id"], "missing id": str(uuid.uuid4())}
+    if not has_id:
+        targets = {"-": ""}
+
+    def call(headers: dict[str, str], task_id: str) -> Any:
+        path = rule.replace("<task_id>", task_id)
+        return client.open(path, method=method, json=body, headers=headers)
+
+    failures: list[str] = []
+    before = _snapshot(app, client, OWNER)
+    for cred_name, cred in {**REFUSED, **FOREIGN}.items():
+        for target_name, task_id in targets.items():
+            resp = call(cred(), task_id)
+            app.bus.drain()
+            cell = f"{method} {rule} | {cred_name} | {target_name}: {resp.status_code}"
+            # The problem's "instance" echoes the path the caller sent; anything else must not name the task.
+            text = resp.get_data(as_text=True).replace(f'"instance": "{rule.replace("<task_id>", task_id)}"', "")
+            if cred_name in REFUSED:
+                expected = {401}
+                if resp.status_code == 401 and not resp.headers.get("WWW-Authenticate", "").startswith("Bearer"):
+                    failures.append(cell + " without a Bearer challenge")
+            elif has_id:
+                expected = {404}  # another user's object is 404, never 403 and never its data
+            else:
+                expected = {200, 201}
+            if resp.status_code not in expected:
+                failures.append(f"{cell}, expected {sorted(expected)}: {text[:200]}")
+            if resp.status_code >= 400 and resp.mimetype != "application/problem+json":
+                failures.append(cell + f" answered {resp.mimetype}, not problem+json")
+            if victim["id"] in text or SECRET_TITLE in text or "private" in text:
+                failures.append(cell + " revealed the owner's data")
+            after = _snapshot(app, client, OWNER)
+            if after != before:
+                failures.append(f"{cell} changed the owner's data: {before} -> {after}")
+                before = after
+    # The owner's own cells: 2xx on their task, 404 on a missing id and on another user's task.
+    for target_name, task_id in targets.items():
+        if has_id and target_name == "own task":
+            task_id = _create(client, OWNER)["id"]
+        resp = call(auth(OWNER), task_id)
+        ok = target_name in ("own task", "-")
+        if ok != (200 <= resp.status_code < 300) or (not ok and resp.status_code != 404):
+            failures.append(f"{method} {rule} | owner | {target_name}: {resp.status_code} {resp.get_data()[:200]!r}")
+    assert not failures, "\n".join(failures)
