@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "dev":
         os.environ.setdefault("TASKFLOW_DEV", "1")
-        from taskflow.embedded import serve
+        from taskflow.server import serve
 
         serve(args.host, args.port)
     elif args.command == "migrate":

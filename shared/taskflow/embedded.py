@@ -55,31 +55,40 @@ class Embedded:
     _timers: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self, timers: bool = True) -> Embedded:
+    def start(self, timers: bool = True, background: bool = True) -> Embedded:
+        """Load the functions and wire them; ``background``: also run the event bus and the timers
+        here (a server with several worker processes runs them in one of them only)."""
         self.apps = load_apps(self.repo)
         token = self.root.settings.app_api_token
         headers = {"dapr-api-token": token} if token else {}
-
-        def deliver(app_id: str, path: str, body: bytes, hdrs: dict[str, str]) -> tuple[int, bytes]:
-            resp = self.apps[app_id].test_client().post(path, data=body, headers=hdrs)
-            return resp.status_code, resp.get_data()
 
         def invoke(app_id: str, method: str, query: dict[str, str]) -> tuple[int, bytes]:
             resp = self.apps[app_id].test_client().get("/" + method.lstrip("/"), query_string=query, headers=headers)
             return resp.status_code, resp.get_data()
 
-        subs = load_subscriptions(self.repo / "dapr" / "subscriptions.yaml")
-        self.bus = InProcessBus(subs, deliver, app_token=token)
-        self.bus.on_settled = self._mark_sent
-        self.root.use(publisher=self.bus, invoker=DirectInvoker(invoke))
+        self.root.use(invoker=DirectInvoker(invoke))
         bootstrap.install(self.root)
         _ = self.root.engine  # create and migrate the database before serving
+        if background:
+            self.start_background(timers)
+        return self
+
+    def start_background(self, timers: bool = True) -> None:
+        """The in-process bus (the publisher from now on) and the cron timers."""
+
+        def deliver(app_id: str, path: str, body: bytes, hdrs: dict[str, str]) -> tuple[int, bytes]:
+            resp = self.apps[app_id].test_client().post(path, data=body, headers=hdrs)
+            return resp.status_code, resp.get_data()
+
+        subs = load_subscriptions(self.repo / "dapr" / "subscriptions.yaml")
+        self.bus = InProcessBus(subs, deliver, app_token=self.root.settings.app_api_token)
+        self.bus.on_settled = self._mark_sent
+        self.root.use(publisher=self.bus)
         self.bus.start()
         if timers:
             s = self.root.settings
             self._timer("event-fanout", s.fanout_interval)
             self._timer("reminder-dispatch", s.reminder_interval)
-        return self
 
     def _mark_sent(self, event_id: str) -> None:
         outbox.mark_sent(self.root.uow(), self.root.clock, event_id)
@@ -109,29 +118,3 @@ class Embedded:
             self.bus.stop()
         bootstrap.install(None)
         self.root.close()
-
-
-def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run embedded mode: the API on host:port, every other function in the background."""
-    from werkzeug.serving import run_simple
-
-    from taskflow import observability
-
-    emb = Embedded()
-    _ = emb.root.jwt_secret  # fail fast, or warn loudly about the dev secret, before serving
-    observability.setup("taskflow")
-    metrics_port = observability.serve_metrics()
-    emb.start()
-    if metrics_port:
-        log.info("metrics (Prometheus text) on http://127.0.0.1:%d/metrics", metrics_port)
-    log.info("TaskFlow embedded mode on http://%s:%d (database %s)", host, port, _safe_url(emb.root.database_url))
-    try:
-        run_simple(host, port, emb.apps["tasks-api"], threaded=True, use_reloader=False)
-    finally:
-        emb.stop()
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

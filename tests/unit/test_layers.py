@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "taskflow.bootstrap": 4,
     "taskflow.api": 4,
     "taskflow.embedded": 4,
+    "taskflow.server": 4,
     "taskflow.cli": 4,
     "taskflow.migrations": 4,
 }

@@ -1,0 +1,196 @@
+"""Embedded mode's HTTP server: gunicorn (gthread, keep-alive), not werkzeug's development server.
+
+``TASKFLOW_WORKERS`` processes x ``TASKFLOW_THREADS`` threads serve the API. The background work
+(the in-process event bus, the outbox relay and the cron timers) runs exactly once, in the worker
+that holds an exclusive lock on a file of this server; when that worker exits, another takes the
+lock over within a second or two. The other workers leave their events in the outbox (it is
+written in the request's transaction anyway) and nudge the owner over a local datagram socket, so
+its relay delivers them at once instead of at its next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("taskflow.server")
+
+
+def workers() -> int:
+    return max(1, int(os.environ.get("TASKFLOW_WORKERS") or 1))
+
+
+def threads() -> int:
+    return max(1, int(os.environ.get("TASKFLOW_THREADS") or 8))
+
+
+class RelayNudge:
+    """The publisher of a worker without the bus: the event stays pending in the outbox (the
+    bus marks it sent once delivered, hence ``acknowledges_delivery``), and the worker that runs
+    the relay is told to run it now."""
+
+    acknowledges_delivery = True
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+        # no owner right now, or its queue is full: its next relay tick sends the event
+        with contextlib.suppress(OSError):
+            self._sock.sendto(b"!", self.path)
+
+
+class Background:
+    """Who runs the background work: the holder of an exclusive ``flock`` on ``lock_path``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.lock_path = state_dir / "background.lock"
+        self.nudge_path = state_dir / "relay.sock"
+        self._fd: int | None = None
+        self._stop = threading.Event()
+
+    def try_take(self) -> bool:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd  # held until this process exits
+        return True
+
+    def run(self, emb: Any) -> None:
+        """Start the background work in this worker now, or as soon as the lock is free."""
+        if self.try_take():
+            self._own(emb)
+            return
+        emb.root.use(publisher=RelayNudge(self.nudge_path))
+
+        def wait_for_lock() -> None:
+            while not self._stop.wait(1.0):
+                if self.try_take():
+                    self._own(emb)
+                    return
+
+        threading.Thread(target=wait_for_lock, name="background-standby", daemon=True).start()
+
+    def _own(self, emb: Any) -> None:
+        from taskflow import observability
+
+        emb.start_background()
+        metrics_port = observability.serve_metrics()  # one port: served by this worker
+        if metrics_port:
+            log.info("metrics (Prometheus text) on http://127.0.0.1:%d/metrics", metrics_port)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.nudge_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self.nudge_path))
+        sock.settimeout(1.0)
+
+        def relay_on_nudge() -> None:
+            while not self._stop.is_set():
+                try:
+                    sock.recv(16)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                sock.setblocking(False)  # take every nudge queued meanwhile: one relay for all
+                try:
+                    while True:
+                        sock.recv(16)
+                except OSError:
+                    pass
+                sock.settimeout(1.0)
+                try:
+                    emb.tick("event-fanout")
+                except Exception:
+                    log.exception("relay after a nudge failed; the timer retries")
+
+        threading.Thread(target=relay_on_nudge, name="relay-nudge", daemon=True).start()
+        log.info("background work (event bus, outbox relay, timers) runs in worker pid %d", os.getpid())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _application(host: str, port: int, state_dir: Path) -> Any:
+    import gunicorn.app.base
+
+    class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.emb: Any = None
+            self.background = Background(state_dir)
+            super().__init__()
+
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers(),
+                "worker_class": "gthread",
+                "threads": threads(),
+                "keepalive": 5,  # seconds: clients reuse connections instead of paying a connect per request
+                "timeout": 60,
+                "graceful_timeout": 10,
+                "accesslog": None,
+                "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "warning"),
+                "proc_name": "taskflow",
+                "worker_exit": self._worker_exit,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            """In each worker after the fork: its own root, engine and function apps."""
+            from taskflow import observability
+            from taskflow.embedded import Embedded
+
+            observability.setup("taskflow")  # per worker: the SDK's threads do not survive the fork
+            self.emb = Embedded().start(background=False)
+            self.background.run(self.emb)
+            return self.emb.apps["tasks-api"]
+
+        def _worker_exit(self, _arbiter: Any, _worker: Any) -> None:
+            self.background.stop()
+            if self.emb is not None:
+                self.emb.stop()
+
+    return Application()
+
+
+def serve(host: str, port: int) -> None:
+    """Migrate once, then run gunicorn; every worker builds its own root after the fork."""
+    from sqlalchemy.engine import make_url
+
+    from taskflow import bootstrap, config
+
+    root = bootstrap.Root(config.load())
+    _ = root.jwt_secret  # fail fast, or warn loudly about the dev secret, before serving
+    _ = root.engine  # embedded mode creates and migrates its database here, once
+    url = root.database_url
+    root.close()
+    state_dir = Path(tempfile.mkdtemp(prefix="taskflow-server-"))
+    log.info(
+        "TaskFlow embedded mode on http://%s:%d (database %s; %d worker(s) x %d threads)",
+        host,
+        port,
+        make_url(url).render_as_string(hide_password=True),
+        workers(),
+        threads(),
+    )
+    master = os.getpid()
+    try:
+        _application(host, port, state_dir).run()
+    finally:
+        if os.getpid() == master:  # a worker leaves through here too (SystemExit after the fork)
+            shutil.rmtree(state_dir, ignore_errors=True)

@@ -1,0 +1,120 @@
+"""`taskflow dev` as a user runs it: gunicorn with several worker processes, keep-alive, and the
+background work (event bus, outbox relay, timers) in exactly one of them, taken over when that
+worker dies."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+SECRET = "embedded-server-test-secret-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token(user: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_"))} | {
+        "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'taskflow.db'}",
+        "TASKFLOW_JWT_SECRET": SECRET,
+        "TASKFLOW_METRICS_PORT": "0",
+        "TASKFLOW_FANOUT_INTERVAL": "30",  # slower than the test: events must arrive without waiting for a tick
+        "TASKFLOW_WORKERS": "2",
+        "TASKFLOW_THREADS": "4",
+    }
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskflow.cli", "dev", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _owners(log_path):
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+            yield base, log_path
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _owners(log_path: Path) -> list[int]:
+    return [int(p) for p in re.findall(r"background work .* runs in worker pid (\d+)", log_path.read_text())]
+
+
+def _history_complete(client: httpx.Client, ids: list[str], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(client.get(f"/v1/tasks/{i}/history").json()["items"] for i in ids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _create_many(base: str, n: int) -> list[str]:
+    """Creates over several keep-alive connections, so that both workers take some."""
+    ids: list[str] = []
+    clients = [httpx.Client(base_url=base, headers={"Authorization": f"Bearer {_token('ann')}"}) for _ in range(4)]
+    try:
+        for i in range(n):
+            resp = clients[i % 4].post("/v1/tasks", json={"title": f"task {i}", "tags": ["x"]})
+            assert resp.status_code == 201, resp.text
+            assert resp.headers.get("connection", "").lower() != "close"
+            ids.append(resp.json()["id"])
+    finally:
+        for c in clients:
+            c.close()
+    return ids
+
+
+def test_two_workers_run_the_background_work_once_and_hand_it_over(server: tuple[str, Path]) -> None:
+    base, log_path = server
+    assert len(_owners(log_path)) == 1
+    client: Any = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {_token('ann')}"})
+    with client:
+        ids = _create_many(base, 24)
+        assert _history_complete(client, ids, timeout=5.0)  # well before the 30 s relay tick
+
+        owner = _owners(log_path)[0]
+        os.kill(owner, signal.SIGKILL)  # gunicorn starts a new worker; one of the two takes over
+        deadline = time.monotonic() + 20
+        while len(_owners(log_path)) < 2:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        assert _owners(log_path)[1] != owner
+
+        more = _create_many(base, 12)
+        assert _history_complete(client, more, timeout=5.0)
+    assert len(_owners(log_path)) == 2  # never two at once: one takeover per death
