@@ -24,6 +24,7 @@ from taskflow.service_layer.ports import (
     Clock,
     ConfigStore,
     Invoker,
+    ObjectStore,
     Publisher,
     SecretStore,
     StateStore,
@@ -248,6 +249,24 @@ class Root:
             return SqlConfig(self.engine)
 
         return self.component("config_store", build)
+
+    @property
+    def object_store(self) -> ObjectStore:
+        """Exports and the audit archive: a local folder embedded, the S3 output binding with Dapr."""
+
+        def build() -> ObjectStore:
+            if self.dapr:
+                from taskflow.adapters.dapr_objects import DaprObjectStore
+
+                binding = self.environ.get("TASKFLOW_OBJECT_BINDING") or "taskflow-objects"
+                return DaprObjectStore(self._sidecar(), binding)
+            from taskflow.adapters.object_store import LocalFolderStore
+
+            folder = self.environ.get("TASKFLOW_EXPORTS_DIR") or os.path.join("var", "exports")
+            key = lambda: hashlib.sha256(b"taskflow-downloads:" + (self.jwt_secret or "").encode()).hexdigest()  # noqa: E731
+            return LocalFolderStore(folder, key, self.clock)
+
+        return self.component("object_store", build)
 
     def live_config(self, defaults: dict[str, str]) -> LiveConfig:
         """The live settings of ``defaults``' keys (one per process and key set)."""

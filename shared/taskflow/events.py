@@ -16,6 +16,7 @@ from taskflow.domain import model
 
 TASK_TOPIC = "task-events"
 REMINDER_TOPIC = "reminders"
+EXPORT_TOPIC = "exports"
 PREFIX = "com.taskflow."
 
 TASK_CREATED = "com.taskflow.task.created.v1"
@@ -24,6 +25,7 @@ TASK_COMPLETED = "com.taskflow.task.completed.v1"
 TASK_REOPENED = "com.taskflow.task.reopened.v1"
 TASK_DELETED = "com.taskflow.task.deleted.v1"
 REMINDER_DUE = "com.taskflow.reminder.due.v1"
+EXPORT_REQUESTED = "com.taskflow.export.requested.v1"
 TASK_TYPES = (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_REOPENED, TASK_DELETED)
 
 
@@ -107,7 +109,18 @@ class ReminderDueData(BaseModel):
     late: bool = False
 
 
-DATA_MODELS: dict[str, type[BaseModel]] = {t: TaskEventData for t in TASK_TYPES} | {REMINDER_DUE: ReminderDueData}
+class ExportRequestedData(BaseModel):
+    """``data`` of ``export.requested``: the exports function writes this user's export."""
+
+    model_config = ConfigDict(extra="ignore")
+    export_id: str
+    owner_id: str
+    format: Literal["ics", "json"]
+
+
+DATA_MODELS: dict[str, type[BaseModel]] = (
+    {t: TaskEventData for t in TASK_TYPES} | {REMINDER_DUE: ReminderDueData} | {EXPORT_REQUESTED: ExportRequestedData}
+)
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,22 @@ def reminder_due(
         time=model.format_time(now) or "",
         topic=REMINDER_TOPIC,
         partition_key=data.task_id,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def export_requested(
+    export_id: str, owner_id: str, fmt: str, now: datetime, source: str = "/taskflow/tasks-api"
+) -> Envelope:
+    data = ExportRequestedData(export_id=export_id, owner_id=owner_id, format=fmt)  # type: ignore[arg-type]
+    return Envelope(
+        id=str(uuid.uuid4()),
+        type=EXPORT_REQUESTED,
+        source=source,
+        subject=export_id,
+        time=model.format_time(now) or "",
+        topic=EXPORT_TOPIC,
+        partition_key=export_id,
         data=data.model_dump(mode="json"),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine
 
 from taskflow.adapters import repository as repo
+from taskflow.adapters.data_repository import DataRepository
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -25,6 +26,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.audit = repo.AuditRepository(self.conn)
         self.notifications = repo.NotificationRepository(self.conn)
         self.settings = repo.SettingsRepository(self.conn)
+        self.data = DataRepository(self.conn)
 
     def _commit(self) -> None:
         self._tx.commit()

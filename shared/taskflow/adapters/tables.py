@@ -203,3 +203,57 @@ taskflow_config = Table(
     Column("version", Text, nullable=False),
     Column("metadata", JSON(none_as_null=True), nullable=True),
 )
+
+# --- data in and out (issue 11) ------------------------------------------------------------
+
+# Which task an imported iCalendar UID became, per user: importing the same file again updates.
+task_imports = Table(
+    "task_imports",
+    metadata,
+    Column("owner_id", String(255), primary_key=True),
+    Column("uid", String(255), primary_key=True),
+    Column("task_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Asynchronous exports: requested by tasks-api, written by the exports function.
+exports = Table(
+    "exports",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(255), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("object_key", String(512), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_exports_owner_created", "owner_id", "created_at"),
+    Index("ix_exports_expires", "expires_at"),
+)
+
+# The audit archive's manifest: one row per object written, verified (read back) before deleting.
+audit_archive = Table(
+    "audit_archive",
+    metadata,
+    Column("object_key", String(512), primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("oldest", UTCDateTime, nullable=False),
+    Column("newest", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Which tasks (and owners) each archive object holds rows of: /history's archived_before and the
+# JSON export read archived entries back through it.
+audit_archive_tasks = Table(
+    "audit_archive_tasks",
+    metadata,
+    Column("object_key", String(512), primary_key=True),
+    Column("task_id", String(36), primary_key=True),
+    Column("owner_id", String(255), nullable=False),
+    Column("newest", UTCDateTime, nullable=False),
+    Index("ix_audit_archive_tasks_task", "task_id"),
+    Index("ix_audit_archive_tasks_owner", "owner_id"),
+)

@@ -14,7 +14,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from taskflow import telemetry
-from taskflow.api import auth, preview, signin, webapp
+from taskflow.api import auth, data_routes, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
     invalid,
@@ -56,11 +56,12 @@ _routes = Map(
         Rule("/v1/recurrence/preview", endpoint="recurrence_preview", methods=["POST"]),
         Rule("/v1/auth/options", endpoint="signin_options", methods=["GET"]),
         Rule("/v1/auth/dev-token", endpoint="dev_token", methods=["POST"]),
+        *data_routes.RULES,
     ],
     strict_slashes=False,
 )
 
-PUBLIC = {"healthz", "readyz", "openapi", "signin_options", "dev_token"}
+PUBLIC = {"healthz", "readyz", "openapi", "signin_options", "dev_token", *data_routes.PUBLIC}
 
 
 def handle(request: Request, root: Root) -> Response:
@@ -350,4 +351,5 @@ _VIEWS: dict[str, Callable[..., Response]] = {
     "recurrence_preview": lambda call: preview.preview(call.request),
     "signin_options": lambda call: signin.options(call.request, call.root),
     "dev_token": lambda call: signin.dev_token(call.request, call.root),
+    **data_routes.VIEWS,
 }

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from taskflow.api import preview, schemas, signin
+from taskflow.api import data_routes, preview, schemas, signin
 
 _MODELS: list[type[BaseModel]] = [
     schemas.TaskCreate,
@@ -24,6 +24,7 @@ _MODELS: list[type[BaseModel]] = [
     signin.SignInOptions,
     signin.DevTokenRequest,
     signin.DevToken,
+    data_routes.ImportReport,
 ]
 
 
@@ -232,6 +233,26 @@ def document() -> dict[str, Any]:
                     {"200": {"description": "Next due times", "content": _json(preview.RecurrencePreview)}},
                     body=preview.RecurrencePreviewRequest,
                 )
+            },
+            "/v1/imports": {
+                "post": {
+                    **_op(
+                        "Import iCalendar VTODOs (RFC 5545): one task per UID and user; a UID imported before "
+                        "updates its task; items that cannot be imported are listed with a reason",
+                        {
+                            "200": {"description": "What the import did", "content": _json(data_routes.ImportReport)},
+                            "400": _problem("Not an iCalendar object"),
+                            "413": _problem("Calendar over 5 MiB"),
+                            "415": _problem("Content-Type is not text/calendar"),
+                        },
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "text/calendar": {"schema": {"type": "string", "maxLength": data_routes.MAX_CALENDAR}}
+                        },
+                    },
+                }
             },
             "/v1/auth/options": {
                 "get": _op(

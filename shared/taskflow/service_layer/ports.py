@@ -78,3 +78,18 @@ class SecretStore(Protocol):
     """Secrets by name (the Dapr secret store, or the environment)."""
 
     def get(self, key: str) -> str | None: ...
+
+
+class ObjectStore(Protocol):
+    """Objects by key (a Dapr output binding: a local folder embedded, ``bindings.aws.s3`` elsewhere)."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raise ``KeyError`` when there is none."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object (absent is fine)."""
+
+    def download_url(self, key: str, filename: str, ttl_seconds: int) -> str:
+        """A URL that downloads the object without other credentials, valid for ``ttl_seconds``."""

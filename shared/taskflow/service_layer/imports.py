@@ -1,0 +1,105 @@
+"""Import of iCalendar VTODOs: one task per UID and user, created once and updated afterwards.
+
+Each batch is one transaction whose task events reach the outbox like any create or update; an
+item that cannot be imported is reported with its reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskflow.domain import model
+from taskflow.domain.ical import ImportedTodo, SkippedTodo
+from taskflow.service_layer.ports import Clock
+from taskflow.service_layer.tasks import arm_reminders
+from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
+
+BATCH = 100
+UID_MAX = 255
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[dict[str, str | None]] = field(default_factory=list)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged, "skipped": self.skipped}
+
+
+def batches(
+    items: Sequence[ImportedTodo | SkippedTodo], size: int = BATCH
+) -> list[Sequence[ImportedTodo | SkippedTodo]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def import_batch(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    items: Sequence[ImportedTodo | SkippedTodo],
+    result: ImportResult,
+) -> ImportResult:
+    """Apply one batch in one transaction, adding its counts to ``result``."""
+    now = clock()
+    seen_uids: set[str] = set()
+    with uow:
+        for item in items:
+            if isinstance(item, SkippedTodo):
+                result.skipped.append({"uid": item.uid, "reason": item.reason})
+                continue
+            if len(item.uid) > UID_MAX:
+                result.skipped.append({"uid": item.uid[:UID_MAX], "reason": f"UID longer than {UID_MAX} characters"})
+                continue
+            if item.uid in seen_uids:
+                result.skipped.append({"uid": item.uid, "reason": "the UID appears twice in this file"})
+                continue
+            seen_uids.add(item.uid)
+            try:
+                outcome = _apply(uow, owner_id, item, now)
+            except ValueError as exc:  # InvalidTask, a broken value: this item only
+                result.skipped.append({"uid": item.uid, "reason": str(exc)})
+                continue
+            setattr(result, outcome, getattr(result, outcome) + 1)
+        uow.commit(now)
+    return result
+
+
+def _existing(uow: AbstractUnitOfWork, owner_id: str, uid: str) -> model.Task | None:
+    """The task this user's UID stands for: one imported before, or the user's own task (re-import)."""
+    for task_id in (uow.data.imported_task(owner_id, uid), uid):
+        if task_id is None:
+            continue
+        try:
+            return uow.tasks.get(owner_id, task_id, for_update=True)
+        except model.NotFound:
+            continue
+    return None
+
+
+def _apply(uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo, now: Any) -> str:
+    task = _existing(uow, owner_id, item.uid)
+    if task is None:
+        fields = dict(item.fields)
+        if item.completed_at is not None:
+            # Created as completed (one created event): the recurrence function creates no next one.
+            fields.update(status=model.Status.COMPLETED, completed_at=item.completed_at)
+        task = model.Task.create(owner_id, owner_id, now=now, **fields)
+        uow.tasks.add(task)
+        arm_reminders(uow, task, now)
+        uow.data.remember_import(owner_id, item.uid, task.id, now)
+        return "created"
+    changed = bool(task.update(owner_id, item.fields, now))
+    if item.completed_at is not None:
+        changed = task.complete(owner_id, now) or changed
+    else:
+        changed = task.reopen(owner_id, now) or changed
+    if not changed:
+        return "unchanged"
+    uow.tasks.save(task)
+    arm_reminders(uow, task, now)
+    return "updated"
