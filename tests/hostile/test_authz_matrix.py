@@ -31,6 +31,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "UserSettings": {"webhook_url": None},
     "RecurrencePreviewRequest": {"rule": "FREQ=DAILY", "due_at": "2030-01-01T09:00:00Z"},
 }
+#: A valid body per non-JSON request media type.
+RAW_BODIES: dict[str, bytes] = {
+    "text/calendar": b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//matrix//EN\r\n"
+    b"BEGIN:VTODO\r\nUID:matrix-1\r\nSUMMARY:from the matrix\r\nEND:VTODO\r\nEND:VCALENDAR\r\n",
+}
 
 
 def _claims(user: str, **extra: Any) -> dict[str, Any]:
@@ -90,13 +95,19 @@ def test_every_route_is_documented_and_every_documented_operation_is_a_route() -
     assert routed == documented
 
 
-def _body(method: str, rule: str) -> dict[str, Any] | None:
+def _body(method: str, rule: str) -> dict[str, Any]:
+    """The test client's keyword arguments that send a valid body for this operation."""
     op = document()["paths"][rule.replace("<task_id>", "{id}")][method.lower()]
     if "requestBody" not in op:
-        return None
-    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        return {"json": None}
+    content = op["requestBody"]["content"]
+    if "application/json" not in content:
+        [media] = content
+        assert media in RAW_BODIES, f"{method} {rule}: add a valid {media} body to RAW_BODIES"
+        return {"data": RAW_BODIES[media], "content_type": media}
+    ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert ref in BODIES, f"{method} {rule}: add a valid {ref} body to BODIES"
-    return BODIES[ref]
+    return {"json": BODIES[ref]}
 
 
 def _snapshot(app: Any, client: Any, owner: str) -> dict[str, Any]:
@@ -144,7 +155,7 @@ def test_authorisation_matrix(make_app: Any, endpoint: str, method: str, rule: s
 
     def call(headers: dict[str, str], task_id: str) -> Any:
         path = rule.replace("<task_id>", task_id)
-        return client.open(path, method=method, json=body, headers=headers)
+        return client.open(path, method=method, headers=headers, **body)
 
     failures: list[str] = []
     before = _snapshot(app, client, OWNER)
