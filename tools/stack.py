@@ -16,8 +16,10 @@ From Python (tests)::
 Order of ``start()``: bootstrap (daprd, helm, Kafka jars) -> PostgreSQL (``pg_ctlcluster 15 main
 start``, role + database ``taskflow`` with a generated password) -> Kafka + topics -> migrations
 (``python -m taskflow.cli migrate`` with TASKFLOW_DATABASE_URL for that process only) -> secrets file +
-rendered Dapr resources -> the six functions (``functions-framework``) and their sidecars -> wait
-for every ``/v1.0/healthz`` and app ``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log``.
+rendered Dapr resources -> the OpenTelemetry Collector (tools/otelcol.py; spans and metrics of every
+function and daprd as JSON lines in ``.cache/run/telemetry/{traces,metrics}.jsonl``) -> the six
+functions (``functions-framework``) and their sidecars -> wait for every ``/v1.0/healthz`` and app
+``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log`` (the functions' as JSON lines), ``otelcol.log``.
 Secret values are written to a 0600 file and never printed.
 
 Supervised: once up, a process of the stack that dies (a function, a daprd, the Kafka broker it
@@ -52,6 +54,7 @@ from taskflow import functions as catalogue  # noqa: E402
 
 import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
+import otelcol  # noqa: E402
 import procs  # noqa: E402
 from procs import Proc, Supervised, Supervisor  # noqa: E402
 
@@ -178,6 +181,10 @@ class Stack(procs.Lifecycle):
     only: app-ids to start (default: all six).
     port: tasks-api's app port (default ``$PORT`` or 8080); other apps use port+1.. port+5.
     dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 3550, 9190).
+    app_metrics_base: first function's own Prometheus endpoint (9464; TASKFLOW_METRICS_PORT of each).
+    telemetry: run the OpenTelemetry Collector (tools/otelcol.py) that every function and daprd
+        exports spans and metrics to; it writes them under ``run_dir/telemetry/`` (default True).
+    otlp_grpc_port / otlp_http_port / collector_prometheus_port: the collector's ports (4317, 4318, 8889).
     migrate: run ``python -m taskflow.cli migrate`` (default True).
     database: the PostgreSQL database (default ``taskflow``; owned by the role ``taskflow``).
     fresh_database: drop and recreate ``database`` first, so nothing from an earlier run is left
@@ -198,6 +205,11 @@ class Stack(procs.Lifecycle):
     # outgoing connection holding one of them made daprd fail with "bind: address already in use"
     dapr_grpc_base: int = 3550
     metrics_base: int = 9190
+    app_metrics_base: int = 9464
+    telemetry: bool = True
+    otlp_grpc_port: int = 4317
+    otlp_http_port: int = 4318
+    collector_prometheus_port: int = 8889
     migrate: bool = True
     database: str = PG_DB
     fresh_database: bool = False
@@ -215,6 +227,7 @@ class Stack(procs.Lifecycle):
     app_api_token: str = field(default="", init=False)
     supervisor: Supervisor = field(default_factory=lambda: Supervisor(log=log), init=False)
     kafka: Proc | None = field(default=None, init=False)
+    collector: Proc | None = field(default=None, init=False)
     _kafka_started: bool = field(default=False, init=False)
     _pg_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
@@ -237,6 +250,15 @@ class Stack(procs.Lifecycle):
         return self.dapr_run / "secrets.json"
 
     @property
+    def telemetry_dir(self) -> Path:
+        """Where the collector writes ``traces.jsonl`` and ``metrics.jsonl``."""
+        return self.run_dir / "telemetry"
+
+    @property
+    def collector_ports(self) -> otelcol.Ports:
+        return otelcol.Ports(self.otlp_grpc_port, self.otlp_http_port, self.collector_prometheus_port)
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -253,6 +275,9 @@ class Stack(procs.Lifecycle):
             procs.stop([p for a in self.apps.values() if (p := getattr(a, kind)) is not None], timeout=15, log=log)
             for a in self.apps.values():
                 setattr(a, kind, None)
+        if self.collector is not None:  # after the apps and sidecars: their last exports land
+            procs.stop([self.collector], timeout=10, log=log)
+            self.collector = None
         if self._kafka_started and self.stop_kafka:
             kafka_node.stop()
             self._kafka_started = False
@@ -270,6 +295,8 @@ class Stack(procs.Lifecycle):
                     dead.append(p.name)
         if self.kafka is not None and not self.kafka.alive():
             dead.append("kafka")
+        if self.collector is not None and not self.collector.alive():
+            dead.append("otelcol")
         return dead
 
     def processes(self) -> dict[str, Proc]:
@@ -277,6 +304,8 @@ class Stack(procs.Lifecycle):
         out = {p.name: p for a in self.apps.values() for p in (a.app, a.daprd) if p is not None}
         if self.kafka is not None:
             out["kafka"] = self.kafka
+        if self.collector is not None:
+            out["otelcol"] = self.collector
         return out
 
     def _supervise(self) -> None:
@@ -303,6 +332,13 @@ class Stack(procs.Lifecycle):
                 return self.kafka
 
             self.supervisor.add(Supervised("kafka", kafka, self.kafka))
+        if self.collector is not None:
+
+            def collector() -> Proc:
+                self.collector = otelcol.spawn(self.run_dir, self.collector_ports, self.logs / "otelcol.log")
+                return self.collector
+
+            self.supervisor.add(Supervised("otelcol", collector, self.collector))
         if self._pg_started:
             port = self.pg_port
             self.supervisor.add(
@@ -333,9 +369,11 @@ class Stack(procs.Lifecycle):
         busy = [
             f"{a.app_id}:{p}"
             for a in self.apps.values()
-            for p in (a.app_port, a.dapr_http_port, a.dapr_grpc_port, a.metrics_port)
+            for p in (a.app_port, a.dapr_http_port, a.dapr_grpc_port, a.metrics_port, self._app_metrics_port(a))
             if _port_open(p)
         ]
+        if self.telemetry:
+            busy += [f"otelcol:{p}" for p in self.collector_ports.all() if _port_open(p)]
         if busy:
             raise StackError(f"ports already in use: {', '.join(busy)} (another stack running? set PORT)")
         if self.run_bootstrap:
@@ -355,17 +393,34 @@ class Stack(procs.Lifecycle):
             **os.environ,
             "TASKFLOW_SECRETS_FILE": str(self.secrets_file),
             "TASKFLOW_KAFKA_BROKERS": kafka_node.BOOTSTRAP,
+            "TASKFLOW_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.otlp_grpc_port}",
+            "TASKFLOW_TRACE_SAMPLING": "1" if self.telemetry else "0",
         }
         resources, config = render_dapr(render_env, dest=self.dapr_run)
         log(f"rendered Dapr resources into {resources}")
         self.app_api_token = secrets.token_urlsafe(24)
         self.logs.mkdir(parents=True, exist_ok=True)
+        if self.telemetry:
+            self._start_collector()
         for a in self.apps.values():
             self._start_app(a)
         for a in self.apps.values():
             self._start_daprd(a, resources, config)
         self._wait_healthy()
         self.print_topology()
+
+    def _start_collector(self) -> None:
+        t0 = time.monotonic()
+        self.collector = otelcol.spawn(self.run_dir, self.collector_ports, self.logs / "otelcol.log", fresh=True)
+        deadline = time.monotonic() + 30
+        while not (_port_open(self.otlp_grpc_port) and _port_open(self.otlp_http_port)):
+            if not self.collector.alive() or time.monotonic() > deadline:
+                raise StackError(f"the OpenTelemetry Collector did not start:\n{self.collector.tail()}")
+            time.sleep(0.2)
+        log(f"OpenTelemetry Collector up in {time.monotonic() - t0:.1f}s (writing {self.telemetry_dir})")
+
+    def _app_metrics_port(self, a: App) -> int:
+        return self.app_metrics_base + a.spec.index
 
     def _secrets(self) -> dict[str, str]:
         """Create (once) or update the local secrets file; returns its content."""
@@ -428,8 +483,17 @@ class Stack(procs.Lifecycle):
                 "TASKFLOW_AUDIT_APP_ID": os.environ.get("TASKFLOW_AUDIT_APP_ID", "audit"),
                 "PORT": str(a.app_port),
                 "PYTHONUNBUFFERED": "1",
+                "TASKFLOW_METRICS_PORT": str(self._app_metrics_port(a)),
             }
         )
+        if self.telemetry:
+            env.update(
+                {
+                    "OTEL_SERVICE_NAME": a.app_id,  # daprd's spans carry the app id as service.name too
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.otlp_http_port}",
+                    "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+                }
+            )
         env.update(self.extra_env)
         return env
 
@@ -522,7 +586,7 @@ class Stack(procs.Lifecycle):
         return out
 
     def print_topology(self) -> None:
-        rows = [("app-id", "function", "app", "dapr http", "dapr grpc", "metrics", "logs")]
+        rows = [("app-id", "function", "app", "dapr http", "dapr grpc", "daprd metrics", "app metrics", "logs")]
         for a in self.apps.values():
             rows.append(
                 (
@@ -532,6 +596,7 @@ class Stack(procs.Lifecycle):
                     str(a.dapr_http_port),
                     str(a.dapr_grpc_port),
                     str(a.metrics_port),
+                    str(self._app_metrics_port(a)),
                     f"{self.logs}/{a.app_id}-{{app,daprd}}.log",
                 )
             )
@@ -546,6 +611,14 @@ class Stack(procs.Lifecycle):
         print(
             f"Dapr:       resources {self.dapr_run / 'resources'}, config {self.dapr_run / 'config.yaml'}", flush=True
         )
+        if self.collector is not None:
+            p = self.collector_ports
+            print(
+                f"Telemetry:  OTLP 127.0.0.1:{p.otlp_grpc} (gRPC) / :{p.otlp_http} (HTTP); spans and metrics in "
+                f"{self.telemetry_dir}/{{{otelcol.TRACES_FILE},{otelcol.METRICS_FILE}}}; "
+                f"Prometheus text http://127.0.0.1:{p.prometheus}/metrics",
+                flush=True,
+            )
 
 
 def start_postgres(cluster: str = PG_CLUSTER, port: int = PG_PORT) -> bool:
@@ -616,6 +689,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dapr-http-base", type=int, default=3500, help="first daprd HTTP port")
     up.add_argument("--dapr-grpc-base", type=int, default=3550, help="first daprd gRPC port")
     up.add_argument("--metrics-base", type=int, default=9190, help="first daprd metrics port")
+    up.add_argument("--app-metrics-base", type=int, default=9464, help="first function's /metrics port")
+    up.add_argument("--no-telemetry", action="store_true", help="no OpenTelemetry Collector, Dapr tracing off")
+    up.add_argument("--otlp-grpc-port", type=int, default=4317, help="the collector's OTLP/gRPC port")
+    up.add_argument("--otlp-http-port", type=int, default=4318, help="the collector's OTLP/HTTP port")
+    up.add_argument("--collector-prometheus-port", type=int, default=8889, help="the collector's /metrics port")
     up.add_argument("--database", default=PG_DB, help="PostgreSQL database (owned by the role taskflow)")
     up.add_argument("--log-level", default="info")
     sub.add_parser("render", help="render dapr/ into .cache/run/dapr/ and exit")
@@ -643,6 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         dapr_http_base=args.dapr_http_base,
         dapr_grpc_base=args.dapr_grpc_base,
         metrics_base=args.metrics_base,
+        app_metrics_base=args.app_metrics_base,
+        telemetry=not args.no_telemetry,
+        otlp_grpc_port=args.otlp_grpc_port,
+        otlp_http_port=args.otlp_http_port,
+        collector_prometheus_port=args.collector_prometheus_port,
         database=args.database,
     )
     stopping = threading.Event()

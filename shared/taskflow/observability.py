@@ -112,9 +112,12 @@ def setup(service_name: str | None = None, environ: Mapping[str, str] | None = N
         e = os.environ if environ is None else environ
         _enabled = e.get("TASKFLOW_TELEMETRY", "on").lower() not in {"off", "0", "false", "no"}
         if _enabled:
-            _install_sdk(service_name or e.get("OTEL_SERVICE_NAME") or e.get("APP_ID") or "taskflow", e)
+            _install_sdk(e.get("OTEL_SERVICE_NAME") or service_name or "taskflow", e)
         _setup_done = True
-        return _enabled
+        own_endpoint = _enabled and e.get("TASKFLOW_MODE") == "dapr" and bool(e.get("TASKFLOW_METRICS_PORT"))
+    if own_endpoint:
+        serve_metrics(environ=e)  # a function of the stack: its own endpoint (the topology table's port)
+    return _enabled
 
 
 def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
@@ -153,18 +156,33 @@ def instrument_engine(engine: Any) -> None:
     """Spans for each SQL statement on ``engine`` (the statement text has bound parameters only)."""
     if not setup():
         return
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry import metrics, trace
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
-    SQLAlchemyInstrumentor().instrument(engine=engine, enable_commenter=False)
+    # The instrumentation's engine listeners, attached to this engine only. Its instrument() entry
+    # point declares sqlalchemy < 2.1 and patches the asyncio engine (which needs greenlet); the
+    # listeners work on 2.1 (tests/functions/test_telemetry.py checks the statement spans).
+    scope = "opentelemetry.instrumentation.sqlalchemy"
+    usage = metrics.get_meter(scope).create_up_down_counter(
+        "db.client.connections.usage", unit="{connection}", description="Connections by state (idle, used)."
+    )
+    EngineTracer(trace.get_tracer(scope), engine, usage, enable_commenter=False)  # type: ignore[no-untyped-call]
 
 
 def grpc_interceptors() -> list[Any]:
-    """Client interceptors for the Dapr SDK's channel: a span per sidecar call, traceparent in its metadata."""
-    if not setup():
-        return []
-    from opentelemetry.instrumentation.grpc import client_interceptor
+    """Instrument gRPC client channels created from now on (the Dapr SDK's channel to the sidecar):
+    a span per sidecar call and traceparent in its metadata. Returns no extra interceptor: the
+    instrumentation wraps the channel itself."""
+    if setup():
+        _instrument_grpc_once()
+    return []
 
-    return [client_interceptor()]  # type: ignore[no-untyped-call]
+
+@functools.cache
+def _instrument_grpc_once() -> None:
+    from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient
+
+    GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
 
 
 def serve_metrics(port: int | None = None, host: str = "127.0.0.1", environ: Mapping[str, str] | None = None) -> int:

@@ -75,6 +75,10 @@ def stack() -> Iterator[Any]:
         dapr_http_base=13500,
         dapr_grpc_base=13550,
         metrics_base=19190,
+        app_metrics_base=19464,
+        otlp_grpc_port=14317,
+        otlp_http_port=14318,
+        collector_prometheus_port=18889,
         database="taskflow_e2e",
         fresh_database=True,
     )
@@ -455,3 +459,59 @@ def test_tasks_api_serves_the_web_app_in_the_stack(stack: Any) -> None:
     # a real secret (from the secret store) signs tokens here: no development sign-in
     assert httpx.get(f"{stack.api_url}/v1/auth/options").json() == {"dev_token": False, "oidc": None}
     assert httpx.post(f"{stack.api_url}/v1/auth/dev-token", json={"user": "mallory"}).status_code == 403
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+def test_one_traceparent_is_followed_through_both_sidecars_and_kafka_into_audit(stack: Any, api: httpx.Client) -> None:
+    """A known traceparent: the collector's files then hold spans of that trace from tasks-api, its
+    daprd, audit and audit's daprd, and audit's log line for the event carries the trace id."""
+    import otelcol
+
+    trace_id = secrets.token_hex(16)
+    resp = api.post(
+        "/v1/tasks", json={"title": "traced"}, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    )
+    assert resp.status_code == 201
+    assert resp.headers["traceresponse"].split("-")[1] == trace_id
+    traces = stack.telemetry_dir / otelcol.TRACES_FILE
+
+    want = {("tasks-api", "app"), ("tasks-api", "daprd"), ("audit", "app"), ("audit", "daprd")}
+
+    def sources() -> set[tuple[str, str]] | None:
+        """(service.name, 'app' or 'daprd') of every span of the trace."""
+        found = {
+            (s["service"], "app" if s["scope"].startswith(("taskflow", "opentelemetry")) else "daprd")
+            for s in otelcol.spans(traces)
+            if s["traceId"] == trace_id
+        }
+        return found if want <= found else None
+
+    eventually(sources, timeout=60)
+
+    def audit_line() -> dict[str, Any] | None:
+        log = stack.apps["audit"].app.log.read_text(errors="replace")
+        lines = [json.loads(x) for x in log.splitlines() if x.startswith("{") and trace_id in x]
+        settled = [x for x in lines if x.get("event_type") == "com.taskflow.task.created.v1"]
+        return settled[0] if settled else None
+
+    line = eventually(audit_line)
+    assert line["trace_id"] == trace_id and line["app"] == "audit" and line["outcome"] == "success"
+    assert line["level"] == "INFO" and line["event_id"] and "traced" not in json.dumps(line)
+
+
+def test_each_function_serves_its_metrics_on_the_topology_port(stack: Any, api: httpx.Client) -> None:
+    api.post("/v1/tasks", json={"title": "counted"})
+    port = stack.app_metrics_base  # tasks-api is the first function
+    text = eventually(lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+    assert (
+        'http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="201",http_route="/v1/tasks"}'
+        in text
+    )
+    collector = f"http://127.0.0.1:{stack.collector_prometheus_port}/metrics"
+
+    def pushed() -> bool:
+        return 'job="tasks-api"' in httpx.get(collector, timeout=5).text
+
+    eventually(pushed, timeout=30)

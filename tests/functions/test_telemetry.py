@@ -292,3 +292,29 @@ def test_a_5xx_logs_an_error_with_its_trace_id(app: Any, log_lines: io.StringIO)
     assert resp.status_code == 500 and resp.get_json()["trace_id"] == trace_id
     errors = [r for r in parsed(log_lines) if r["level"] == "ERROR"]
     assert errors and all(r["trace_id"] == trace_id for r in errors)
+
+
+def test_each_sql_statement_is_a_span_of_the_request_without_its_values(env: str, spans: Any) -> None:
+    """The composition root instruments the engine it builds (the embedded and Dapr paths alike)."""
+    from taskflow import config
+    from taskflow.bootstrap import Root
+    from taskflow.embedded import Embedded
+
+    emb = Embedded(root=Root(config.load())).start(timers=False)
+    try:
+        header, trace_id, _ = traceparent()
+        marker = "private-" + secrets.token_hex(6)
+        client = emb.apps["tasks-api"].test_client()
+        resp = client.post("/v1/tasks", json={"title": marker}, headers={**auth(), "traceparent": header})
+        assert resp.status_code == 201
+        sql = [
+            s
+            for s in spans.get_finished_spans()
+            if f"{s.context.trace_id:032x}" == trace_id and "db.statement" in (s.attributes or {})
+        ]
+        statements = [str(s.attributes["db.statement"]) for s in sql]
+        assert any("INSERT INTO tasks" in st for st in statements), statements
+        assert all(marker not in st for st in statements)
+        assert {s.attributes["db.system"] for s in sql} <= {"sqlite", "postgresql"}
+    finally:
+        emb.stop()
