@@ -521,6 +521,56 @@ def check_knative_defaults(objs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _hook(obj: dict[str, Any]) -> tuple[set[str], int] | None:
+    """(events, weight) of a Helm hook, None for an object of the release itself."""
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    if "helm.sh/hook" not in ann:
+        return None
+    return {e.strip() for e in ann["helm.sh/hook"].split(",")}, int(ann.get("helm.sh/hook-weight", "0"))
+
+
+def check_hook_order(objs: list[dict[str, Any]]) -> list[str]:
+    """The schema exists before any function starts (daprd's configuration store reads its table at start):
+    the migration Job runs pre-install and pre-upgrade, and everything it needs that the chart renders (its
+    Secret, its ServiceAccount, the in-cluster PostgreSQL) is a lighter hook of the same install, since
+    Helm creates the release's own objects only after the pre-install hooks are done."""
+    jobs = [o for o in _find(objs, "Job") if "migrat" in o["metadata"]["name"]]
+    if not jobs:
+        return []
+    errors = []
+    job = jobs[0]
+    hook = _hook(job)
+    if hook is None or not {"pre-install", "pre-upgrade"} <= hook[0]:
+        return [f"{_ref(job)}: must be a pre-install,pre-upgrade hook (the functions start with the release's objects)"]
+    weight = hook[1]
+    by_name = {(o.get("kind"), o["metadata"]["name"]): o for o in objs}
+
+    def needs(kind: str, name: str, why: str, events: tuple[str, ...] = ("pre-install", "pre-upgrade")) -> None:
+        obj = by_name.get((kind, name))
+        if obj is None:
+            return  # not rendered by the chart: the user's, existing before the install
+        h = _hook(obj)
+        missing = [e for e in events if h is None or e not in h[0]]
+        if missing or h is None or h[1] >= weight:
+            errors.append(f"{_ref(job)} needs {kind}/{name} ({why}): it must be a {','.join(events)} hook "
+                          f"lighter than the Job's weight {weight}")  # fmt: skip
+
+    spec = job["spec"]["template"]["spec"]
+    if spec.get("serviceAccountName"):
+        needs("ServiceAccount", spec["serviceAccountName"], "its ServiceAccount")
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        for env in c.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                needs("Secret", ref["name"], f"env {env['name']}")
+    for obj in objs:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if labels.get("app.kubernetes.io/component") == "postgresql" and obj.get("kind") != "NetworkPolicy":
+            # install only: a pre-upgrade hook would delete and recreate the database at every upgrade
+            needs(obj["kind"], obj["metadata"]["name"], "the in-cluster database", ("pre-install",))
+    return errors
+
+
 def _function_pods(objs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     out = {}
     for obj, meta, spec in pod_templates(objs):
@@ -819,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         report.add(f"contract    {variant}", check_contract(variant, objs))
         report.add(f"restricted  {variant}", check_restricted(objs) + check_restricted(secret_objs))
         report.add(f"knative-defaults {variant}", check_knative_defaults(objs))
+        report.add(f"hook-order  {variant}", check_hook_order(objs) + check_hook_order(secret_objs))
         report.add(f"no-plaintext-secrets {variant}", check_no_plaintext_secrets(secret_text, secret_objs))
     _run(report, "knative/ is up to date (tools/render_manifests.py --check)", render_manifests.stale_files)
     for (api, kind), why in sorted(skipped_kinds().items()):

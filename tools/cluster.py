@@ -1214,22 +1214,6 @@ class Cluster:
                 f"the Kafka broker on {kafka_node.BOOTSTRAP} has no pod listener on port {kafka_node.POD_PORT} "
                 "(it was started by an older tools/kafka_node.py); stop it (python tools/kafka_node.py stop) and retry"
             )
-        # Migrate from the host before `helm install`: the chart's migration Job is a post-install hook,
-        # so on an empty database the functions' daprd start before the taskflow_config table exists;
-        # Dapr's configuration.postgresql component then fails, daprd exits, and Knative marks that
-        # first revision failed for good (ExitCode1). The hook Job still runs (and finds nothing to do).
-        url = f"postgresql+pg8000://{PG_ROLE}:{data['pg-password']}@127.0.0.1:{stack.PG_PORT}/{PG_DATABASE}"
-        res = subprocess.run(
-            [stack._venv_bin("python"), "-m", "taskflow.cli", "migrate"],
-            cwd=REPO,
-            env={**os.environ, "TASKFLOW_DATABASE_URL": url, "TASKFLOW_MODE": "dapr"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if res.returncode != 0:
-            out = (res.stdout + res.stderr).replace(data["pg-password"], "***")
-            raise ClusterError(f"migrations failed (exit {res.returncode}):\n{out[-3000:]}")
         _write_private(VALUES, json.dumps(taskflow_values(data, image), indent=2))
         t0 = time.monotonic()
         _run(

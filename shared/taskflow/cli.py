@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="run embedded mode (all functions in one process)")
     dev.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    sub.add_parser("migrate", help="bring the database (TASKFLOW_DATABASE_URL) to the newest schema")
+    mig = sub.add_parser("migrate", help="bring the database (TASKFLOW_DATABASE_URL) to the newest schema")
+    mig.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the database")
     tok = sub.add_parser("token", help="print a bearer token for USER signed with TASKFLOW_JWT_SECRET")
     tok.add_argument("user")
     tok.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default 1 day)")
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         from taskflow.bootstrap import Root
 
         root = Root(config.load())
-        db.migrate(db.build_engine(root.database_url))
+        engine = db.build_engine(root.database_url)
+        db.wait_until_reachable(engine, args.wait)
+        db.migrate(engine)
         print("database is at the newest schema")
     elif args.command == "token":
         os.environ.setdefault("TASKFLOW_DEV", "1")

@@ -87,12 +87,20 @@ def test_rendered_chart_is_admitted(served: set[tuple[str, str]], variant: Any) 
     assert res.stdout.count("(server dry run)") == len(sent)
 
 
-def test_knative_refuses_a_timeout_above_its_maximum(served: set[tuple[str, str]]) -> None:
-    """values.schema.json allows timeoutSeconds up to 3600; a default Knative install allows 600."""
-    text = cc.render_text(None, cc.sentinel_sets(), extra=["--set", "knative.timeoutSeconds=3600"])
-    objs = [o for o in cc.parse(text) if o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative")]
-    assert len(objs) == 6
-    res = _dry_run(objs[:1])
+def _ksvcs(*sets: str) -> list[dict[str, Any]]:
+    extra = [arg for kv in sets for arg in ("--set", kv)]
+    objs = cc.parse(cc.render_text(None, cc.sentinel_sets(), extra=extra))
+    return [o for o in objs if o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative")]
+
+
+def test_the_charts_timeout_limit_is_the_real_webhooks(served: set[tuple[str, str]]) -> None:
+    """knative.maxRevisionTimeoutSeconds' default (600) is exactly what a default Knative admits: 600 is
+    admitted; 601 is refused by the chart, and, with the chart told the cluster allows more than it does,
+    by Knative's webhook."""
+    assert _dry_run(_ksvcs("knative.timeoutSeconds=600")[:1]).returncode == 0
+    with pytest.raises(cc.ChartError, match=r"exceeds knative\.maxRevisionTimeoutSeconds=600"):
+        _ksvcs("knative.timeoutSeconds=601")
+    res = _dry_run(_ksvcs("knative.timeoutSeconds=601", "knative.maxRevisionTimeoutSeconds=3600")[:1])
     assert res.returncode != 0
     assert "admission webhook" in res.stderr and "timeoutSeconds" in res.stderr
 

@@ -99,6 +99,41 @@ def test_knative_admits_the_functions_with_its_default_feature_flags(rendered: A
     assert cc.check_knative_defaults(objs) == []
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_migrations_run_before_any_function_starts(rendered: Any, variant: Any) -> None:
+    """The migration Job is a pre-install/pre-upgrade hook and what it needs (its Secret, the in-cluster
+    PostgreSQL) is a lighter hook: daprd's configuration store needs the schema when the functions start."""
+    _, objs = _render(rendered, variant)
+    _, secret_objs = _render(rendered, variant, sentinels=True)
+    assert cc.check_hook_order(objs) == []
+    assert cc.check_hook_order(secret_objs) == []
+
+
+def _annotations(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, str]:
+    obj = next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name)
+    return obj["metadata"].setdefault("annotations", {})  # type: ignore[no-any-return]
+
+
+def test_hook_order_check_catches_what_broke_a_fresh_install(rendered: Any) -> None:
+    """Mutations: the post-install Job the real cluster failed with, a Secret or the in-cluster database
+    that Helm would create only after the hooks, and a ServiceAccount the Job cannot have yet."""
+    variant = cc.Variant("values-minikube.yaml", "dapr", True)
+    objs = copy.deepcopy(_render(rendered, variant, sentinels=True)[1])
+    assert cc.check_hook_order(objs) == []
+    _annotations(objs, "Job", "taskflow-migrate")["helm.sh/hook"] = "post-install,pre-upgrade"
+    assert ["must be a pre-install,pre-upgrade hook" in e for e in cc.check_hook_order(objs)] == [True]
+
+    objs = copy.deepcopy(_render(rendered, variant, sentinels=True)[1])
+    del _annotations(objs, "Secret", "taskflow-migrate")["helm.sh/hook"]
+    _annotations(objs, "StatefulSet", "taskflow-postgresql")["helm.sh/hook-weight"] = "5"
+    job = next(o for o in objs if o["kind"] == "Job")
+    job["spec"]["template"]["spec"]["serviceAccountName"] = "taskflow"
+    errors = "\n".join(cc.check_hook_order(objs))
+    assert "needs Secret/taskflow-migrate (env TASKFLOW_DATABASE_URL)" in errors
+    assert "needs StatefulSet/taskflow-postgresql (the in-cluster database)" in errors
+    assert "needs ServiceAccount/taskflow (its ServiceAccount)" in errors
+
+
 @pytest.mark.parametrize("entry", CRD_MANIFEST["crds"], ids=lambda e: e["file"] if isinstance(e, dict) else str(e))
 def test_cached_crd_is_the_upstream_file(entry: dict[str, Any]) -> None:
     """Each cached CRD is byte for byte what tools/crds.py copied from its pinned source."""
@@ -397,3 +432,18 @@ def test_a_broken_chart_fails_the_checks(tmp_path: Path) -> None:
     objs = cc.parse(cc.render_text(None, chart=chart))
     assert cc.check_restricted(objs)
     assert any("deadLetterTopic" in e for e in cc.check_contract(cc.Variant(None, "dapr", True), objs))
+
+
+def test_a_request_timeout_above_knatives_maximum_is_refused_by_the_chart() -> None:
+    """Knative's webhook refuses timeoutSeconds above max-revision-timeout-seconds (600 by default):
+    the chart refuses it first, and admits it once told the cluster's raised maximum."""
+    with pytest.raises(
+        cc.ChartError, match=r"knative\.timeoutSeconds=601 exceeds knative\.maxRevisionTimeoutSeconds=600"
+    ):
+        cc.render_text(None, extra=["--set", "knative.timeoutSeconds=601"])
+    objs = cc.parse(
+        cc.render_text(
+            None, extra=["--set", "knative.timeoutSeconds=3600", "--set", "knative.maxRevisionTimeoutSeconds=3600"]
+        )
+    )
+    assert {o["spec"]["template"]["spec"]["timeoutSeconds"] for o in _pods(objs).values()} == {3600}

@@ -153,3 +153,29 @@ def test_concurrent_completes_emit_one_event(engine: Any) -> None:
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM outbox WHERE event LIKE '%task.completed%'")).scalar()
     assert n == 1
+
+
+def test_migrate_waits_for_a_database_that_is_still_starting() -> None:
+    """`taskflow migrate --wait N` (the chart's migration Job): a PostgreSQL that is not listening yet is
+    retried until N seconds have passed, then the command fails with the driver's error."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"postgresql+pg8000://nobody:x@127.0.0.1:{port}/none"
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "taskflow.cli", "migrate", "--wait", "2"],
+        env={"TASKFLOW_DATABASE_URL": url, "TASKFLOW_MODE": "dapr", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode != 0
+    assert time.monotonic() - t0 >= 2
+    assert "not reachable yet" in res.stderr and "retrying" in res.stderr
+    assert "x@" not in res.stderr + res.stdout  # no password in its output

@@ -127,6 +127,37 @@ tasks-api event-fanout reminder-dispatch notifier recurrence audit
 {{- default (printf "%s-postgresql" (include "taskflow.fullname" .)) .Values.postgresql.auth.existingSecret }}
 {{- end }}
 
+{{/* SQLAlchemy URL of TaskFlow's database as the chart renders it: secrets.databaseUrl, else derived
+     from the in-cluster PostgreSQL's values; empty when it comes from an existing Secret. */}}
+{{- define "taskflow.databaseUrl" -}}
+{{- $pg := .Values.postgresql }}
+{{- if .Values.secrets.databaseUrl }}
+{{- .Values.secrets.databaseUrl }}
+{{- else if and $pg.enabled $pg.auth.password (not $pg.auth.existingSecret) }}
+{{- printf "postgresql+pg8000://%s:%s@%s:5432/%s" ($pg.auth.username | urlquery) ($pg.auth.password | urlquery) (include "taskflow.postgresqlHost" .) $pg.auth.database }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret the migration Job reads `database-url` from: the chart's own hook Secret when
+     the chart renders the URL, else the Secret the user manages. */}}
+{{- define "taskflow.migrationSecretName" -}}
+{{- if and (not .Values.secrets.existingSecret) (include "taskflow.databaseUrl" .) }}
+{{- printf "%s-migrate" (include "taskflow.fullname" .) }}
+{{- else }}
+{{- include "taskflow.secretName" . }}
+{{- end }}
+{{- end }}
+
+{{/* The in-cluster PostgreSQL (Secret, Service, StatefulSet) is a `pre-install` hook, lighter than the
+     migration Job, so the database exists before the Job that migrates it and before any function
+     starts. Only at install: upgrades leave it alone, and `helm uninstall` keeps it (and its volume).
+     Call with (dict "weight" "-20"). */}}
+{{- define "taskflow.postgresqlHookAnnotations" -}}
+helm.sh/hook: pre-install
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation
+{{- end }}
+
 {{/* Host of the in-cluster PostgreSQL. */}}
 {{- define "taskflow.postgresqlHost" -}}
 {{- printf "%s-postgresql.%s.svc.cluster.local" (include "taskflow.fullname" .) .Release.Namespace }}

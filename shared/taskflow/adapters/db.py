@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger(__name__)
 
 
 def build_engine(url: str) -> Engine:
@@ -73,6 +78,23 @@ def alembic_config() -> Any:
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("taskflow") / "migrations"))
     return cfg
+
+
+def wait_until_reachable(engine: Engine, seconds: float) -> None:
+    """Connect, retrying with backoff for up to ``seconds`` (a database that is still starting, as in a
+    Helm install where PostgreSQL and the migration Job start together); the last error if it never answers."""
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            with engine.connect():
+                return
+        except DBAPIError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.info("database not reachable yet (%s); retrying in %.1fs", type(exc.orig).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def migrate(engine: Engine) -> None:
