@@ -36,4 +36,8 @@ def audit(request: Request) -> Response:
     def record(received: events.Received) -> str:
         return "recorded" if audit_trail.record_audit(root.uow(), root.clock, received) else "duplicate"
 
-    return consume(request, root.settings, events.TASK_TYPES, record)
+    def record_batch(batch: list[events.Received]) -> list[str]:
+        added = audit_trail.record_audit_batch(root.uow(), root.clock, batch)
+        return ["recorded" if a else "duplicate" for a in added]
+
+    return consume(request, root.settings, events.TASK_TYPES, record, record_batch)

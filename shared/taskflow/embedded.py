@@ -90,8 +90,8 @@ class Embedded:
             self._timer("event-fanout", s.fanout_interval)
             self._timer("reminder-dispatch", s.reminder_interval)
 
-    def _mark_sent(self, event_id: str) -> None:
-        outbox.mark_sent(self.root.uow(), self.root.clock, event_id)
+    def _mark_sent(self, event_ids: list[str]) -> None:
+        outbox.mark_sent(self.root.uow(), self.root.clock, *event_ids)
 
     def tick(self, app_id: str) -> Any:
         """One cron trigger, exactly as the cron binding sends it (empty body, JSON content type)."""

@@ -61,6 +61,9 @@ class FakeTasks:
             return None
         return self._load(task)
 
+    def owners(self, task_ids: Iterable[str]) -> dict[str, str]:
+        return {i: self.rows[i].owner_id for i in task_ids if i in self.rows}
+
     def series_has(self, series_id: str, occurrence: int) -> bool:
         return any(t.series_id == series_id and t.occurrence == occurrence for t in self.rows.values())
 
@@ -137,6 +140,9 @@ class FakeAudit:
             return False
         self.rows[row["event_id"]] = row
         return True
+
+    def append_many(self, rows: list[dict[str, Any]]) -> set[str]:
+        return {r["event_id"] for r in rows if self.append(r)}
 
     def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r["task_id"] == task_id and r["owner_id"] == owner_id]

@@ -83,6 +83,7 @@ audit:
   trigger: topic
   topic: task-events
   route: /events/task-events
+  bulk: true
 {{- end }}
 
 {{/* The app-ids in a fixed order. */}}

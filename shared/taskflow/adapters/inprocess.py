@@ -62,6 +62,7 @@ class Subscription:
     rules: list[tuple[list[list[tuple[str, str, str]]], str]]
     default: str | None
     dead_letter: str | None
+    bulk_max: int = 0  # bulkSubscribe.maxMessagesCount when bulk delivery is enabled, else 0
     queue: queue.Queue[tuple[dict[str, Any], int]] = field(default_factory=queue.Queue)
 
     def route_for(self, event: dict[str, Any]) -> str | None:
@@ -79,6 +80,8 @@ def load_subscriptions(path: Path) -> list[Subscription]:
         spec = doc["spec"]
         routes = spec.get("routes") or {}
         rules = [(_compile_rule(r["match"]), r["path"]) for r in routes.get("rules", [])]
+        bulk = spec.get("bulkSubscribe") or {}
+        bulk_max = int(bulk.get("maxMessagesCount") or 100) if bulk.get("enabled") else 0
         for app_id in doc.get("scopes") or []:
             subs.append(
                 Subscription(
@@ -89,6 +92,7 @@ def load_subscriptions(path: Path) -> list[Subscription]:
                     rules=rules,
                     default=routes.get("default") or spec.get("route"),
                     dead_letter=spec.get("deadLetterTopic"),
+                    bulk_max=bulk_max,
                 )
             )
     return subs
@@ -118,7 +122,7 @@ class InProcessBus:
         self.backoff = backoff
         self.app_token = app_token
         self.dead_letters: list[tuple[str, dict[str, Any]]] = []
-        self.on_settled: Any = None  # (event id) -> None, called once all subscriptions settled it
+        self.on_settled: Any = None  # (event ids) -> None, called once all subscriptions settled them
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -141,21 +145,23 @@ class InProcessBus:
         for sub in targets:
             sub.queue.put((dict(event, topic=topic, pubsubname=sub.pubsub), 0))
 
-    def _settle_one(self, event_id: str) -> None:
+    def _settle_one(self, event_id: str) -> bool:
+        """True when this was the last subscription to settle the event."""
         with self._inflight_lock:
             left = self._inflight.get(event_id, 0) - 1
             if left > 0:
                 self._inflight[event_id] = left
-                return
+                return False
             self._inflight.pop(event_id, None)
-        self._settled(event_id)
+        return True
 
-    def _settled(self, event_id: str) -> None:
-        if self.on_settled is not None and event_id:
+    def _settled(self, *event_ids: str) -> None:
+        ids = [i for i in event_ids if i]
+        if self.on_settled is not None and ids:
             try:
-                self.on_settled(event_id)
+                self.on_settled(ids)
             except Exception:
-                log.exception("could not mark %s sent; the relay will send it again", event_id)
+                log.exception("could not mark %d event(s) sent; the relay will send them again", len(ids))
 
     def start(self) -> None:
         for sub in self.subscriptions:
@@ -180,16 +186,39 @@ class InProcessBus:
 
     def _run(self, sub: Subscription) -> None:
         while not self._stop.is_set():
-            event, _ = sub.queue.get()
+            batch = [sub.queue.get()[0]]
+            while sub.bulk_max and len(batch) < sub.bulk_max and batch[-1]:
+                try:
+                    batch.append(sub.queue.get_nowait()[0])  # whatever else is queued: one delivery
+                except queue.Empty:
+                    break
             try:
-                if not event:
+                stop = not batch[-1]
+                events = [e for e in batch if e]
+                if events:
+                    done = self._deliver_bulk(sub, events) if sub.bulk_max else self._deliver_each(sub, events)
+                    self._settled(*[i for i in done if self._settle_one(i)])
+                if stop:
                     return
-                if self._deliver_with_retries(sub, event):
-                    self._settle_one(str(event.get("id", "")))
             except Exception:
                 log.exception("bus worker for %s failed on an event", sub.app_id)
             finally:
-                sub.queue.task_done()
+                for _ in batch:
+                    sub.queue.task_done()
+
+    def _headers(self, content_type: str) -> dict[str, str]:
+        headers = {"content-type": content_type}
+        if self.app_token:
+            headers["dapr-api-token"] = self.app_token
+        return headers
+
+    def _deliver_each(self, sub: Subscription, events: list[dict[str, Any]]) -> list[str]:
+        done = []
+        for event in events:
+            if not self._deliver_with_retries(sub, event):
+                break  # stopped
+            done.append(str(event.get("id", "")))
+        return done
 
     def _deliver_with_retries(self, sub: Subscription, event: dict[str, Any]) -> bool:
         """Deliver until SUCCESS, DROP or attempts run out; False only when stopped meanwhile."""
@@ -197,12 +226,10 @@ class InProcessBus:
         if path is None:
             return True  # no rule matched and no default route: Dapr skips it, as do we
         body = json.dumps(event).encode()
-        headers = {"content-type": "application/cloudevents+json"}
+        headers = self._headers("application/cloudevents+json")
         for name in ("traceparent", "tracestate"):  # as daprd does: the delivery continues the event's trace
             if isinstance(event.get(name), str):
                 headers[name] = event[name]
-        if self.app_token:
-            headers["dapr-api-token"] = self.app_token
         for attempt in range(self.max_attempts):
             try:
                 status, resp = self.deliver(sub.app_id, path, body, headers)
@@ -213,10 +240,15 @@ class InProcessBus:
             if verdict == "SUCCESS":
                 return True
             if verdict == "DROP":
-                break  # the consumer counted and logged its drop
+                self._dead_letter(sub, event, counted=True)  # the consumer counted and logged its drop
+                return True
             if self._stop.wait(min(self.backoff * 2**attempt, 5.0)):
                 return False
-        else:
+        self._dead_letter(sub, event, counted=False)
+        return True
+
+    def _dead_letter(self, sub: Subscription, event: dict[str, Any], counted: bool) -> None:
+        if not counted:
             telemetry.instruments().dead_letters.add(1, {"topic": telemetry.topic_label(sub.topic)})
         tp = str(event.get("traceparent") or "")
         log.error(
@@ -227,7 +259,74 @@ class InProcessBus:
             extra={"trace_id": tp[3:35], "event_id": event.get("id"), "event_type": event.get("type")},
         )
         self.dead_letters.append((sub.dead_letter or "", event))
-        return True
+
+    def _deliver_bulk(self, sub: Subscription, events: list[dict[str, Any]]) -> list[str]:
+        """Dapr's bulk delivery: one POST per route with every entry, answered per entry; RETRY
+        entries are sent again (in a smaller bulk) with backoff, DROP ones dead-lettered."""
+        done: list[str] = []
+        by_route: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            path = sub.route_for(event)
+            if path is None:
+                done.append(str(event.get("id", "")))
+            else:
+                by_route.setdefault(path, []).append(event)
+        for path, pending in by_route.items():
+            for attempt in range(self.max_attempts):
+                entries = {str(uuid.uuid4()): e for e in pending}
+                body = json.dumps(
+                    {
+                        "id": str(uuid.uuid4()),
+                        "entries": [
+                            {"entryId": k, "event": e, "contentType": "application/cloudevents+json", "metadata": {}}
+                            for k, e in entries.items()
+                        ],
+                        "metadata": {"pubsubName": sub.pubsub},
+                        "pubsubname": sub.pubsub,
+                        "topic": sub.topic,
+                        "type": "com.dapr.event.sent.bulk",
+                    }
+                ).encode()
+                try:
+                    status, resp = self.deliver(sub.app_id, path, body, self._headers("application/json"))
+                except Exception as exc:
+                    log.warning("bulk delivery of %d events to %s raised %s", len(entries), sub.app_id, exc)
+                    status, resp = 500, b""
+                verdicts = _bulk_verdicts(status, resp)
+                pending = []
+                for entry_id, event in entries.items():
+                    verdict = verdicts.get(entry_id, "RETRY")  # no answer for an entry: Dapr retries it
+                    if verdict == "SUCCESS":
+                        done.append(str(event.get("id", "")))
+                    elif verdict == "DROP":
+                        self._dead_letter(sub, event, counted=True)
+                        done.append(str(event.get("id", "")))
+                    else:
+                        pending.append(event)
+                if not pending:
+                    break
+                if self._stop.wait(min(self.backoff * 2**attempt, 5.0)):
+                    return done
+            for event in pending:
+                self._dead_letter(sub, event, counted=False)
+                done.append(str(event.get("id", "")))
+        return done
+
+
+def _bulk_verdicts(status: int, body: bytes) -> dict[str, str]:
+    """Dapr's reading of an app's answer to a bulk delivery: a status per entry id."""
+    if not 200 <= status < 300:
+        return {}
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return {}
+    statuses = parsed.get("statuses") if isinstance(parsed, dict) else None
+    if not isinstance(statuses, list):
+        return {}
+    return {
+        str(s.get("entryId")): str(s.get("status", "")).upper() or "SUCCESS" for s in statuses if isinstance(s, dict)
+    }
 
 
 def _verdict(status: int, body: bytes) -> str:

@@ -131,6 +131,13 @@ class TaskRepository:
         stmt = select(tasks.c.id).where(tasks.c.series_id == series_id, tasks.c.occurrence == occurrence)
         return self.conn.execute(stmt).first() is not None
 
+    def owners(self, task_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        stmt = select(tasks.c.id, tasks.c.owner_id).where(tasks.c.id.in_(ids))
+        return {r[0]: r[1] for r in self.conn.execute(stmt)}
+
     def get(self, owner_id: str, task_id: str, *, for_update: bool = False) -> model.Task:
         try:
             uuid.UUID(task_id)
@@ -459,6 +466,14 @@ class AuditRepository:
         """Insert once per event id (``ON CONFLICT DO NOTHING``); False for a duplicate delivery."""
         stmt = _upsert(self.conn)(audit_log).values(**row).on_conflict_do_nothing(index_elements=[audit_log.c.event_id])
         return bool(self.conn.execute(stmt).rowcount)
+
+    def append_many(self, rows: list[dict[str, Any]]) -> set[str]:
+        """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING event_id``."""
+        if not rows:
+            return set()
+        stmt = _upsert(self.conn)(audit_log).values(rows)
+        stmt = stmt.on_conflict_do_nothing(index_elements=[audit_log.c.event_id]).returning(audit_log.c.event_id)
+        return {r[0] for r in self.conn.execute(stmt)}
 
     def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]:
         stmt = (

@@ -9,6 +9,8 @@ contract: not retried), which KafkaSource hands to its dead-letter sink.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -54,15 +56,31 @@ def consume(
     settings: Settings,
     accept: tuple[str, ...],
     apply: Callable[[events.Received], str],
+    apply_batch: Callable[[list[events.Received]], list[str]] | None = None,
 ) -> Response:
-    """Parse one CloudEvent delivery and apply it; the answer tells Dapr what to do next."""
+    """Parse one CloudEvent delivery and apply it; the answer tells Dapr what to do next.
+
+    A Dapr bulk delivery (``bulkSubscribe`` in the Subscription) is answered per entry; its events
+    go to ``apply_batch`` (one transaction for all) when the function has one, else one by one."""
 
     def run() -> Response:
         if request.method != "POST":
             raise HttpError(405, "Method not allowed", "deliveries are POST", headers={"Allow": "POST"})
         started = time.perf_counter()
         try:
-            received = events.parse(dict(request.headers), _body(request))
+            body = _body(request)
+        except events.PoisonEvent as exc:
+            settled(None, "drop", started, str(exc))
+            if settings.event_delivery == "knative":
+                return problem(HttpError(400, "Unprocessable event", str(exc), slug="poison-event"), request.path)
+            return json_response(DROP)
+        entries = _bulk_entries(request, body)
+        if entries is not None:
+            return json_response({"statuses": run_bulk(entries, started)})
+        try:
+            if len(body) > events.MAX_EVENT_BYTES:
+                raise events.PoisonEvent(f"event is over the {events.MAX_EVENT_BYTES}-byte limit")
+            received = events.parse(dict(request.headers), body)
         except events.PoisonEvent as exc:
             settled(None, "drop", started, str(exc))
             if settings.event_delivery == "knative":
@@ -79,6 +97,59 @@ def consume(
             return json_response({"status": "RETRY"}, status=500)
         settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
         return json_response(SUCCESS)
+
+    def run_bulk(entries: list[dict[str, Any]], started: float) -> list[dict[str, str]]:
+        statuses: dict[str, str] = {}
+        batch: list[tuple[str, events.Received]] = []
+        carriers: list[dict[str, str]] = []
+        for entry in entries:
+            entry_id = str(entry.get("entryId", ""))
+            try:
+                received = events.parse(
+                    {"content-type": str(entry.get("contentType") or "application/cloudevents+json")},
+                    _entry_body(entry),
+                )
+            except events.PoisonEvent as exc:
+                settled(None, "drop", started, str(exc))
+                statuses[entry_id] = "DROP"
+                continue
+            if received.type not in accept:
+                statuses[entry_id] = "SUCCESS"
+                continue
+            batch.append((entry_id, received))
+            event = entry.get("event")
+            carriers.append({k: v for k, v in event.items() if k in _TRACE_KEYS} if isinstance(event, dict) else {})
+        with contextlib.ExitStack() as spans:
+            # one span per event, continuing the trace its writer started (the delivery has no single one)
+            route = telemetry.current_route.get() or request.path
+            for carrier in carriers:
+                attributes = {"http.request.method": "POST", "http.route": route}
+                spans.enter_context(telemetry.continued(carrier, f"POST {route}", kind="SERVER", **attributes))
+            apply_all(batch, statuses, started)
+        return [{"entryId": entry_id, "status": status} for entry_id, status in statuses.items()]
+
+    def apply_all(batch: list[tuple[str, events.Received]], statuses: dict[str, str], started: float) -> None:
+        if apply_batch is not None and batch:
+            try:
+                outcomes = apply_batch([r for _, r in batch])
+            except (RetryableError, OperationalError, DBAPIError) as exc:
+                for entry_id, received in batch:
+                    settled(received, "retry", started, type(exc).__name__ + ": " + str(exc)[:200])
+                    statuses[entry_id] = "RETRY"
+            else:
+                for (entry_id, received), outcome in zip(batch, outcomes, strict=True):
+                    settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
+                    statuses[entry_id] = "SUCCESS"
+        else:
+            for entry_id, received in batch:
+                try:
+                    outcome = apply(received)
+                except (RetryableError, OperationalError, DBAPIError) as exc:
+                    settled(received, "retry", started, type(exc).__name__ + ": " + str(exc)[:200])
+                    statuses[entry_id] = "RETRY"
+                else:
+                    settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
+                    statuses[entry_id] = "SUCCESS"
 
     def settled(received: events.Received | None, outcome: str, started: float, detail: str) -> None:
         """One log line and the metrics for a settled delivery (a drop goes to the dead-letter topic)."""
@@ -107,12 +178,46 @@ def consume(
     return guarded(request, settings, run)
 
 
+#: A bulk delivery holds at most 100 events (the Subscriptions' ``maxMessagesCount``) of a few
+#: kilobytes each; this bounds what is read of any delivery.
+MAX_BULK_BYTES = 8 * 1024 * 1024
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+_TRACE_KEYS = ("traceparent", "tracestate")
+
+
 def _body(request: Request) -> bytes:
-    """The delivery's body; more than the broker's message limit is poison (never read in full)."""
+    """The delivery's body, never read past what a bulk delivery may hold; a single event over the
+    broker's message limit is poison (checked once the body is known not to be a bulk delivery)."""
+    limit = MAX_BULK_BYTES
     length = request.content_length
-    if length is not None and length > events.MAX_EVENT_BYTES:
-        raise events.PoisonEvent(f"event of {length} bytes is over the {events.MAX_EVENT_BYTES}-byte limit")
-    data = request.stream.read(events.MAX_EVENT_BYTES + 1)
+    if length is not None and length > limit:
+        raise events.PoisonEvent(f"delivery of {length} bytes is over the {limit}-byte limit")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise events.PoisonEvent(f"delivery is over the {limit}-byte limit")
+    return data
+
+
+def _bulk_entries(request: Request, body: bytes) -> list[dict[str, Any]] | None:
+    """The entries of a Dapr bulk delivery, or None for a single event."""
+    if not body.lstrip().startswith(b"{") or b'"entries"' not in body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or parsed.get("type") != BULK_EVENT_TYPE:
+        return None
+    entries = parsed.get("entries")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    return entries
+
+
+def _entry_body(entry: dict[str, Any]) -> bytes:
+    """One bulk entry's event as bytes: a CloudEvent object, or the text Dapr put there."""
+    event = entry.get("event")
+    data = event.encode() if isinstance(event, str) else json.dumps(event).encode()
     if len(data) > events.MAX_EVENT_BYTES:
         raise events.PoisonEvent(f"event is over the {events.MAX_EVENT_BYTES}-byte limit")
     return data

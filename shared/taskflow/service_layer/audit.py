@@ -33,6 +33,40 @@ def record_audit(uow: AbstractUnitOfWork, clock: Clock, received: events.Receive
     return added
 
 
+def record_audit_batch(uow: AbstractUnitOfWork, clock: Clock, batch: list[events.Received]) -> list[bool]:
+    """Append the audit rows of a batch of events in one transaction (one SELECT for their tasks'
+    owners, one multi-row INSERT that skips event ids already recorded); True per newly recorded."""
+    now = clock()
+    with uow:
+        owners = uow.tasks.owners({_data(r).task.id for r in batch})
+        rows: dict[str, dict[str, Any]] = {}
+        for received in batch:
+            data = _data(received)
+            rows.setdefault(
+                received.id,
+                {
+                    "event_id": received.id,
+                    "task_id": data.task.id,
+                    "owner_id": owners.get(data.task.id, data.actor),
+                    "type": received.type,
+                    "time": model.parse_time(data.task.updated_at),
+                    "actor": data.actor,
+                    "changes": data.changes,
+                    "recorded_at": now,
+                },
+            )
+        added = uow.audit.append_many(list(rows.values()))
+        uow.commit(now)
+    first = {r.id: i for i, r in reversed(list(enumerate(batch)))}
+    return [received.id in added and first[received.id] == i for i, received in enumerate(batch)]
+
+
+def _data(received: events.Received) -> events.TaskEventData:
+    data = received.data
+    assert isinstance(data, events.TaskEventData)
+    return data
+
+
 def history(uow: AbstractUnitOfWork, owner_id: str, task_id: str) -> list[dict[str, Any]]:
     with uow:
         rows = uow.audit.history(task_id, owner_id)

@@ -115,9 +115,9 @@ def _count_published(topics: Counter[str]) -> None:
         telemetry.instruments().events_published.add(n, {"topic": telemetry.topic_label(topic)})
 
 
-def mark_sent(uow: AbstractUnitOfWork, clock: Clock, event_id: str) -> None:
-    """An acknowledging publisher (the in-process bus) settled an event."""
+def mark_sent(uow: AbstractUnitOfWork, clock: Clock, *event_ids: str) -> None:
+    """An acknowledging publisher (the in-process bus) settled these events: one UPDATE for all."""
     now = clock()
     with uow:
-        uow.outbox.mark_sent([event_id], now)
+        uow.outbox.mark_sent(event_ids, now)
         uow.commit(now)

@@ -43,6 +43,9 @@ class TaskRepository(Protocol):
 
     def series_has(self, series_id: str, occurrence: int) -> bool: ...
 
+    def owners(self, task_ids: Iterable[str]) -> dict[str, str]:
+        """The owner of each of these tasks that exists (deleted ones too)."""
+
     def save(self, task: model.Task) -> None: ...
 
     def mark_deleted(self, task: model.Task, now: datetime) -> None: ...
@@ -78,6 +81,9 @@ class ReminderRepository(Protocol):
 
 class AuditRepository(Protocol):
     def append(self, row: dict[str, Any]) -> bool: ...
+
+    def append_many(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert the rows whose event id is new; the event ids inserted."""
 
     def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]: ...
 
