@@ -57,9 +57,7 @@ def test_audit_records_a_bulk_delivery_once_per_event_in_one_transaction(client:
     assert count(app, tables.audit_log) == 10  # a redelivered bulk records nothing twice
 
 
-def test_the_in_process_bus_delivers_audit_in_bulk_and_marks_the_outbox_once_per_batch(
-    client: Any, app: Any
-) -> None:
+def test_the_in_process_bus_delivers_audit_in_bulk_and_marks_the_outbox_once_per_batch(client: Any, app: Any) -> None:
     assert next(s for s in app.bus.subscriptions if s.app_id == "audit").bulk_max == 100
     ids = [create(client, title=f"bulk {i}", tags=["x"])["id"] for i in range(20)]
     app.bus.drain()
