@@ -126,9 +126,10 @@ def e2e(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def helm(session: nox.Session) -> None:
     """Lint, render and validate the Helm chart offline (every values file and mode) against upstream CRDs;
-    the cluster's platform manifests; TaskFlow's image built and run with podman (as root)."""
+    the cluster's platform manifests; TaskFlow's image built and run with podman (as root); the
+    monitoring alerts unit-tested with promtool."""
     _install(session)
-    session.run("python", "tools/bootstrap.py", "helm", "crds")
+    session.run("python", "tools/bootstrap.py", "helm", "crds", "promtool")
     _pytest(session, "-rs", "-m", "helm or images", "tests/deploy")  # -rs: say why a check was skipped
 
 

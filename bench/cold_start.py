@@ -10,6 +10,9 @@ medians over ``--runs`` fresh processes:
 - ``first``: process start to the first 200 on the function's own first request (tasks-api: a
   task list; audit: a history; the crons: one tick; recurrence and notifier: one event), which
   also builds what that request needs (engine, ports) on first use.
+
+``--compare-telemetry`` measures each function with ``TASKFLOW_TELEMETRY=off`` and ``on`` (the
+OpenTelemetry SDK is set up at the first request; no exporter endpoint) and prints the difference.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def _run_once(name: str, env: dict[str, str], first: bool) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-telemetry", action="store_true", help="off vs on, and the added time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/cold.db"
@@ -162,12 +166,28 @@ def main() -> int:
             "TASKFLOW_LOG_LEVEL": "WARNING",
         }
         subprocess.run([sys.executable, "-m", "taskflow.cli", "migrate"], env=env, check=True, capture_output=True)
+        if args.compare_telemetry:
+            _compare_telemetry(env, args.runs)
+            return 0
         print(f"{'function':<20}{'healthz ms':>12}{'first ms':>12}   (median of {args.runs})")
         for name in (f.folder for f in FUNCTIONS):
             health = statistics.median(_run_once(name, env, False) for _ in range(args.runs))
             first = statistics.median(_run_once(name, env, True) for _ in range(args.runs))
             print(f"{name:<20}{health:>12.0f}{first:>12.0f}")
     return 0
+
+
+def _compare_telemetry(env: dict[str, str], runs: int) -> None:
+    """Both settings interleaved run by run, so that the machine's load drifts into both alike."""
+    print(f"{'function':<20}{'first ms (off)':>16}{'first ms (on)':>16}{'added ms':>10}   (median of {runs})")
+    for name in (f.folder for f in FUNCTIONS):
+        off: list[float] = []
+        on: list[float] = []
+        for _ in range(runs):
+            off.append(_run_once(name, {**env, "TASKFLOW_TELEMETRY": "off"}, True))
+            on.append(_run_once(name, {**env, "TASKFLOW_TELEMETRY": "on"}, True))
+        a, b = statistics.median(off), statistics.median(on)
+        print(f"{name:<20}{a:>16.0f}{b:>16.0f}{b - a:>10.0f}")
 
 
 if __name__ == "__main__":

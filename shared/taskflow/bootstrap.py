@@ -134,6 +134,17 @@ class Root:
         with self.engine.connect() as conn:
             ping(conn)
 
+    def check_sidecar(self) -> None:
+        """Raise unless the Dapr sidecar is ready to reach its components (Dapr mode; readiness)."""
+        if not self.dapr:
+            return
+        import httpx
+
+        url = f"http://127.0.0.1:{self.settings.dapr_http_port}/v1.0/healthz/outbound"
+        status = httpx.get(url, timeout=2.0).status_code
+        if not 200 <= status < 300:
+            raise RuntimeError(f"the sidecar's outbound health check answered {status}")
+
     def uow(self, source: str = "/taskflow/tasks-api") -> AbstractUnitOfWork:
         """A unit of work; the events it records carry ``source``."""
         factory = self._built.get("uow_factory")

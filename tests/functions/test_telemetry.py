@@ -12,8 +12,10 @@ import logging
 import re
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -318,3 +320,37 @@ def test_each_sql_statement_is_a_span_of_the_request_without_its_values(env: str
         assert {s.attributes["db.system"] for s in sql} <= {"sqlite", "postgresql"}
     finally:
         emb.stop()
+
+
+# --- readiness -----------------------------------------------------------------------------
+
+
+class _Sidecar(BaseHTTPRequestHandler):
+    status = 204
+
+    def do_GET(self) -> None:
+        self.send_response(_Sidecar.status if self.path == "/v1.0/healthz/outbound" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_readyz_in_dapr_mode_reports_the_sidecar(make_app: Any) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Sidecar)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        client = make_app(mode="dapr", dapr_http_port=port).apps["tasks-api"].test_client()
+        assert client.get("/readyz").get_json() == {"status": "ready"}
+        _Sidecar.status = 500
+        resp = client.get("/readyz")
+        assert resp.status_code == 503 and "sidecar" in resp.get_json()["detail"] and resp.get_json()["trace_id"]
+    finally:
+        _Sidecar.status = 204
+        server.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    resp = make_app(mode="dapr", dapr_http_port=closed).apps["tasks-api"].test_client().get("/readyz")
+    assert resp.status_code == 503 and "sidecar" in resp.get_json()["detail"]

@@ -289,6 +289,15 @@ dapr.io/scheduler-host-address: ""
   value: {{ $v.reminderGraceSeconds | quote }}
 - name: HOME
   value: "/tmp"
+{{- if $v.monitoring.enabled }}
+{{- /* The pod's one port is the app's (Knative): metrics leave by OTLP push, not a scrape. */}}
+- name: OTEL_SERVICE_NAME
+  value: {{ .name | quote }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $v.monitoring.otlpEndpoint | quote }}
+- name: OTEL_METRIC_EXPORT_INTERVAL
+  value: {{ mul $v.monitoring.exportIntervalSeconds 1000 | quote }}
+{{- end }}
 - name: TASKFLOW_DATABASE_URL
   valueFrom:
     secretKeyRef:

@@ -165,6 +165,11 @@ def _readyz(call: Call) -> Response:
     except Exception as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
         raise HttpError(503, "Not ready", "the database is unreachable", slug="not-ready") from exc
+    try:
+        call.root.check_sidecar()
+    except Exception as exc:
+        log.warning("readiness check failed: the Dapr sidecar: %s", type(exc).__name__)
+        raise HttpError(503, "Not ready", "the Dapr sidecar is not ready", slug="not-ready") from exc
     return json_response({"status": "ready"})
 
 
