@@ -286,6 +286,29 @@ class Stack(procs.Lifecycle):
             log("stack stopped")
         self._started = False
 
+    def restart_sidecar(self, app_id: str) -> None:
+        """Fault injection: SIGKILL one function's daprd (a crash) and wait until it answers healthy again,
+        restarted by the supervisor (by this call with ``supervise=False``) on the same ports. The
+        function's own process keeps running throughout."""
+        a = self.apps[app_id]
+        name = f"{app_id}-daprd"
+        before = self.supervisor.restarts.get(name, 0)
+        if a.daprd is not None and a.daprd.alive():
+            os.killpg(a.daprd.popen.pid, signal.SIGKILL)
+        log(f"{name} killed (SIGKILL)")
+        if not self.supervise:
+            if a.daprd is not None:
+                a.daprd.popen.wait(timeout=10)
+            self._start_daprd(a, self.dapr_run / "resources", self.dapr_run / "config.yaml")
+        deadline = time.monotonic() + self.startup_timeout
+        while not (
+            (not self.supervise or self.supervisor.restarts.get(name, 0) > before)
+            and 200 <= _http_status(f"{a.dapr_http_url}/v1.0/healthz") < 300
+        ):
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} did not come back (log: {self.logs / f'{name}.log'})")
+            time.sleep(0.2)
+
     def check(self) -> list[str]:
         """Names of processes that have exited (and are not yet restarted)."""
         dead = []

@@ -280,39 +280,70 @@ def test_reminder_reaches_inbox_once_and_webhook_with_a_valid_signature(stack: A
     assert len(api.get("/v1/notifications").json()["items"]) == 1
 
 
-def test_configuration_store_changes_a_running_function(api: httpx.Client, db: Any) -> None:
+def _backdated_reminder(api: httpx.Client, db: Any, title: str) -> str:
+    """A task whose reminder should have fired three hours ago (late within 24 h, missed beyond 1 h)."""
     later = iso(datetime.now(UTC) + timedelta(days=2))
-
-    def backdated(title: str) -> str:
-        task = api.post("/v1/tasks", json={"title": title, "due_at": later, "reminders": [{"offset": "-PT1H"}]}).json()
-        with db.begin() as conn:
-            conn.execute(
-                text("UPDATE reminders SET fire_at = now() - interval '3 hours' WHERE task_id = :t"), {"t": task["id"]}
-            )
-        return str(task["id"])
-
-    def status(task_id: str) -> str | None:
-        with db.connect() as conn:
-            return conn.execute(text("SELECT status FROM reminders WHERE task_id = :t"), {"t": task_id}).scalar()
-
-    with db.begin() as conn:  # start from the default grace period (24 h)
-        conn.execute(text("DELETE FROM taskflow_config WHERE key = 'reminder_grace_seconds'"))
-    time.sleep(3)
-    first = backdated("within default grace")
-    assert eventually(lambda: status(first) == "fired")
-    assert [n["late"] for n in eventually(lambda: api.get("/v1/notifications").json()["items"])] == [True]
-    with db.begin() as conn:  # an operator shortens the grace period to one hour, live
-        conn.execute(text("DELETE FROM taskflow_config WHERE key = 'reminder_grace_seconds'"))
+    task = api.post("/v1/tasks", json={"title": title, "due_at": later, "reminders": [{"offset": "-PT1H"}]}).json()
+    with db.begin() as conn:
         conn.execute(
-            text("INSERT INTO taskflow_config (key, value, version) VALUES ('reminder_grace_seconds', '3600', '1')")
+            text("UPDATE reminders SET fire_at = now() - interval '3 hours' WHERE task_id = :t"), {"t": task["id"]}
         )
+    return str(task["id"])
+
+
+def _reminder_status(db: Any, task_id: str) -> str | None:
+    with db.connect() as conn:
+        return conn.execute(text("SELECT status FROM reminders WHERE task_id = :t"), {"t": task_id}).scalar()
+
+
+def _set_grace(db: Any, seconds: int | None) -> None:
+    """What an operator does: change (or delete) the live setting reminder_grace_seconds in the store."""
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM taskflow_config WHERE key = 'reminder_grace_seconds'"))
+        if seconds is not None:
+            conn.execute(
+                text("INSERT INTO taskflow_config (key, value, version) VALUES ('reminder_grace_seconds', :v, '1')"),
+                {"v": str(seconds)},
+            )
+
+
+def test_configuration_store_changes_a_running_function(api: httpx.Client, db: Any) -> None:
+    _set_grace(db, None)  # start from the default grace period (24 h)
+    time.sleep(3)
+    first = _backdated_reminder(api, db, "within default grace")
+    assert eventually(lambda: _reminder_status(db, first) == "fired")
+    assert [n["late"] for n in eventually(lambda: api.get("/v1/notifications").json()["items"])] == [True]
+    _set_grace(db, 3600)  # an operator shortens the grace period to one hour, live
     try:
-        second = backdated("outside the new grace")
-        assert eventually(lambda: status(second) == "missed")
+        second = _backdated_reminder(api, db, "outside the new grace")
+        assert eventually(lambda: _reminder_status(db, second) == "missed")
         assert len(api.get("/v1/notifications").json()["items"]) == 1
     finally:
-        with db.begin() as conn:
-            conn.execute(text("DELETE FROM taskflow_config WHERE key = 'reminder_grace_seconds'"))
+        _set_grace(db, None)
+
+
+def test_live_settings_still_change_after_the_sidecar_restarts(stack: Any, api: httpx.Client, db: Any) -> None:
+    """reminder-dispatch's daprd crashes and comes back while the function keeps running: the function
+    subscribes to the configuration store again, so a setting changed after the restart takes effect
+    (the SDK's own subscription ended silently, and live settings froze until the process restarted)."""
+    app_log = stack.apps["reminder-dispatch"].app.log
+
+    def resubscriptions() -> int:
+        return app_log.read_text(errors="replace").count("subscribed again")
+
+    _set_grace(db, None)
+    warm = _backdated_reminder(api, db, "before the restart")  # the function is subscribed
+    assert eventually(lambda: _reminder_status(db, warm) == "fired")
+    before = resubscriptions()
+    stack.restart_sidecar("reminder-dispatch")
+    # the new stream is open (and the store read again) before the change: only the stream can bring it
+    eventually(lambda: resubscriptions() > before, timeout=60)
+    _set_grace(db, 3600)
+    try:
+        after = _backdated_reminder(api, db, "changed after the restart")
+        assert eventually(lambda: _reminder_status(db, after) == "missed")
+    finally:
+        _set_grace(db, None)
 
 
 # --- state, secrets, app token, dead letters -----------------------------------------------

@@ -1,15 +1,19 @@
 """Adapters that talk to the Dapr sidecar through the Dapr Python SDK (exercised for real by tests/e2e).
 
 The SDK (gRPC, protobuf) is imported on the first call that needs the sidecar, never at import
-time, so a function's cold start does not pay for it before it must.
+time, so a function's cold start does not pay for it before it must; and only its gRPC client
+(see ``grpc_sdk``), not the HTTP/actor clients its package imports with it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from taskflow.adapters.webhooks import frame, validate_webhook_url
@@ -17,6 +21,36 @@ from taskflow.service_layer.ports import PublishError, StateConflict
 
 log = logging.getLogger("taskflow.dapr")
 CLOUDEVENT = "application/cloudevents+json"
+
+
+def grpc_sdk() -> ModuleType:
+    """The SDK's gRPC client module (``dapr.clients.grpc.client``), imported without running
+    ``dapr/clients/__init__.py`` first.
+
+    That package file imports the SDK's HTTP actor and invocation clients, and with them aiohttp:
+    more than half of the SDK's import time, for clients TaskFlow never uses (every call here goes
+    through ``DaprGrpcClient``). So the package is registered un-run, and it runs in full the first
+    time anything asks it for a name (``from dapr.clients import DaprClient`` still works).
+    """
+    if "dapr.clients" not in sys.modules:
+        spec = importlib.util.find_spec("dapr.clients")
+        if spec is not None and spec.loader is not None and spec.submodule_search_locations is not None:
+            package = importlib.util.module_from_spec(spec)
+            loader = spec.loader
+
+            def complete(name: str) -> Any:
+                del package.__dict__["__getattr__"]
+                loader.exec_module(package)
+                return getattr(package, name)
+
+            package.__getattr__ = complete  # type: ignore[method-assign]
+            sys.modules["dapr.clients"] = package
+            import dapr
+
+            dapr.clients = package  # type: ignore[attr-defined]  # as the import system does for a submodule
+    from dapr.clients.grpc import client
+
+    return client
 
 
 class Sidecar:
@@ -27,18 +61,18 @@ class Sidecar:
         self.interceptors = interceptors  # e.g. OpenTelemetry's: a span and traceparent per sidecar call
         self._client: Any = None
         self._lock = threading.Lock()
+        self.closed = threading.Event()  # set by close(): background readers stop
 
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from dapr.clients.grpc.client import DaprGrpcClient
-
                 # The API token (DAPR_API_TOKEN) and the health wait come from the SDK's settings.
                 extra = self.interceptors() if self.interceptors is not None else []
-                self._client = DaprGrpcClient(address=self.grpc_address, interceptors=extra or None)
+                self._client = grpc_sdk().DaprGrpcClient(address=self.grpc_address, interceptors=extra or None)
             return self._client
 
     def close(self) -> None:
+        self.closed.set()
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -70,7 +104,7 @@ class DaprPublisher:
 
     def publish_batch(self, topic: str, items: list[tuple[str, str, str]]) -> dict[str, str]:
         """Bulk publish (one sidecar call, one Kafka produce batch); returns {event id: error}."""
-        from dapr.clients import BulkPublishEntry
+        from dapr.clients.grpc._request import BulkPublishEntry  # what `dapr.clients` re-exports
 
         entries = [
             BulkPublishEntry(event=event_json, metadata={"partitionKey": key}, content_type=CLOUDEVENT, entry_id=eid)
@@ -173,22 +207,60 @@ class DaprState:
 
 
 class DaprConfig:
-    """Configuration items, and their changes streamed by the sidecar (gRPC subscription)."""
+    """Configuration items, and their changes streamed by the sidecar (gRPC subscription).
+
+    The subscription is re-established with backoff whenever its stream ends: daprd restarting (a
+    crash, a new pod's sidecar, a rollout) ends it, and without a new subscription live settings
+    would silently stop changing. The SDK's ``subscribe_configuration`` reads the stream in a thread
+    that ends quietly and never resubscribes (``ConfigurationWatcher._read_subscribe_config``), so
+    this reads the same stream through the SDK's generated stub and request type in a thread of its
+    own (hand-written: the SDK has no call for a subscription that survives its sidecar).
+    """
+
+    RETRY_FIRST = 0.5
+    RETRY_MAX = 15.0
 
     def __init__(self, sidecar: Sidecar, store: str) -> None:
         self.sidecar = sidecar
         self.store = store
+        self.subscriptions = 0  # streams established so far (1 + resubscriptions)
 
     def get(self, keys: list[str]) -> dict[str, str]:
         resp = self.sidecar.client().get_configuration(self.store, keys)
         return {k: str(item.value) for k, item in resp.items.items()}
 
     def subscribe(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> bool:
-        def handler(_id: str, resp: Any) -> None:
-            on_change({k: str(item.value) for k, item in resp.items.items()})
-
-        self.sidecar.client().subscribe_configuration(self.store, keys, handler)
+        threading.Thread(
+            target=self._follow, args=(list(keys), on_change), name=f"dapr-config-{self.store}", daemon=True
+        ).start()
         return True
+
+    def _follow(self, keys: list[str], on_change: Callable[[dict[str, str]], None]) -> None:
+        from dapr.proto import api_v1
+
+        delay = self.RETRY_FIRST
+        while not self.sidecar.closed.is_set():
+            try:
+                request = api_v1.SubscribeConfigurationRequest(store_name=self.store, keys=keys)
+                for resp in self.sidecar.client()._stub.SubscribeConfigurationAlpha1(request):
+                    if not resp.items:  # daprd's first answer: the subscription id, no items
+                        self.subscriptions += 1
+                        delay = self.RETRY_FIRST
+                        if self.subscriptions > 1:
+                            log.info("configuration store %s: subscribed again", self.store)
+                        # changes made while no stream was open were never streamed: read everything again
+                        on_change({})
+                        continue
+                    on_change({k: str(item.value) for k, item in resp.items.items()})
+                reason = "the sidecar ended the stream"
+            except Exception as exc:  # daprd gone (UNAVAILABLE), restarting, or the store failing
+                reason = _details(exc)[:200]
+            if self.sidecar.closed.is_set():
+                return
+            log.warning("configuration subscription to %s lost (%s); again in %.1fs", self.store, reason, delay)
+            if self.sidecar.closed.wait(delay):
+                return
+            delay = min(delay * 2, self.RETRY_MAX)
 
 
 class DaprSecrets:
