@@ -1,6 +1,6 @@
 """Cold start per function: process start to the first 200, as a scale-from-zero pod sees it.
 
-    python bench/cold_start.py [--runs 5]
+    python bench/cold_start.py [--runs 5] [--against OTHER_CHECKOUT]
 
 Each function runs alone under ``functions-framework`` in ``dapr`` mode against a migrated SQLite
 database (no sidecar: every first request below answers without one). Two figures per function,
@@ -121,6 +121,22 @@ def _time_to_200(port: int, req: Req, start: float, timeout: float = 30.0) -> fl
 
 
 def _run_once(name: str, env: dict[str, str], first: bool) -> float:
+    return _run_once_cpu(name, env, first)[0]
+
+
+def _run_once_cpu(name: str, env: dict[str, str], first: bool) -> tuple[float, float]:
+    """(ms to the first 200, CPU ms the function's process spent in all: user + system, which a busy
+    machine stretches far less than wall time)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ms = _run_once_wall(name, env, first)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return ms, cpu
+
+
+def _run_once_wall(name: str, env: dict[str, str], first: bool) -> float:
     port = _free_port()
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "functions-framework"),
@@ -149,11 +165,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare-telemetry", action="store_true", help="off vs on, and the added time")
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="also time another checkout's shared/ (e.g. main, `git archive main | tar -x -C DIR`), "
+        "alternating its runs with this checkout's so both see the same machine load",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/cold.db"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # to measure another checkout's shared/
             "TASKFLOW_MODE": "dapr",
             "TASKFLOW_DATABASE_URL": url,
             "TASKFLOW_JWT_SECRET": SECRET,
@@ -168,6 +191,20 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "taskflow.cli", "migrate"], env=env, check=True, capture_output=True)
         if args.compare_telemetry:
             _compare_telemetry(env, args.runs)
+            return 0
+        if args.against:
+            other = {**env, "PYTHONPATH": str(Path(args.against).resolve() / "shared")}
+            print(
+                f"{'function':<20}{'first ms':>10}{'against':>10}{'CPU ms':>10}{'against':>10}"
+                f"   (medians of {args.runs})"
+            )
+            for name in (f.folder for f in FUNCTIONS):
+                mine, theirs = [], []
+                for _ in range(args.runs):
+                    theirs.append(_run_once_cpu(name, other, True))
+                    mine.append(_run_once_cpu(name, env, True))
+                cols = [statistics.median(x[i] for x in runs) for i in (0, 1) for runs in (mine, theirs)]
+                print(f"{name:<20}" + "".join(f"{c:>10.0f}" for c in cols), flush=True)
             return 0
         print(f"{'function':<20}{'healthz ms':>12}{'first ms':>12}   (median of {args.runs})")
         for name in (f.folder for f in FUNCTIONS):
