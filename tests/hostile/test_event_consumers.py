@@ -31,7 +31,8 @@ ROUTES = {
 HYPOTHESIS = settings(
     max_examples=60,
     deadline=None,
-    derandomize=True,  # CI is repeatable; run with --hypothesis-seed / locally without to explore
+    derandomize=True,  # CI is repeatable; change the settings locally to explore
+    database=None,  # no .hypothesis/ folder in the checkout
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 JSON = st.recursive(

@@ -103,7 +103,7 @@ def document() -> dict[str, Any]:
             components[name] = sub
         components[model.__name__] = schema
     task_ok = {"200": {"description": "The task", "headers": _ETAG, "content": _json(schemas.TaskOut)}}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "TaskFlow API",
@@ -278,3 +278,27 @@ def document() -> dict[str, Any]:
             },
         },
     }
+    return _linked(doc)
+
+
+def _operation_id(method: str, path: str) -> str:
+    """``get /v1/tasks/{id}/history`` -> ``get_tasks_id_history``: stable, derived, never forgotten."""
+    words = [w.strip("{}") for w in path.split("/") if w and w != "v1"]
+    return "_".join([method, *words]).replace("-", "_").replace(".", "_")
+
+
+def _linked(doc: dict[str, Any]) -> dict[str, Any]:
+    """Name every operation, and link a created task's id to every operation on ``/v1/tasks/{id}...``
+    (OpenAPI links: clients and stateful testers follow them from POST /v1/tasks)."""
+    links: dict[str, Any] = {}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            op["operationId"] = _operation_id(method, path)
+            if path.startswith("/v1/tasks/{id}"):
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": {"id": "$response.body#/id"},
+                    "description": f"{method.upper()} {path} of the created task",
+                }
+    doc["paths"]["/v1/tasks"]["post"]["responses"]["201"]["links"] = links
+    return doc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -38,10 +39,15 @@ def _aware(value: datetime) -> datetime:
     return model.as_utc(value)
 
 
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _rfc3339_text(value: Any) -> Any:
-    """Times are RFC 3339 strings, as documented: a bare number is not read as a Unix time."""
-    if not isinstance(value, str | datetime):
-        raise ValueError("must be an RFC 3339 date-time string")
+    """Times are RFC 3339 date-time strings, as documented: a number (or "0.5") is not a Unix time."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time such as 2030-01-31T09:00:00Z")
     return value
 
 
