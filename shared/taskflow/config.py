@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from taskflow.domain.limits import Quotas
 
 DEV_SECRET_FILE = os.path.join("var", ".dev-jwt-secret")
 
@@ -56,6 +58,8 @@ class Settings:
     dev: bool
     oidc: Oidc | None
     web_dir: str | None
+    #: Per-user limits (TASKFLOW_MAX_OPEN_TASKS, TASKFLOW_MAX_TAGS_PER_USER; docs/limits.md).
+    quotas: Quotas = field(default_factory=Quotas)
 
     @property
     def embedded(self) -> bool:
@@ -99,6 +103,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         dev=env_flag(e, "TASKFLOW_DEV", False),
         oidc=_oidc(e),
         web_dir=_env(e, "TASKFLOW_WEB_DIR"),
+        quotas=Quotas(
+            open_tasks=int(_env(e, "TASKFLOW_MAX_OPEN_TASKS") or Quotas.open_tasks),
+            tags=int(_env(e, "TASKFLOW_MAX_TAGS_PER_USER") or Quotas.tags),
+        ),
     )
 
 

@@ -95,17 +95,19 @@ def test_a_create_is_one_transaction_of_one_insert_per_table(api: tuple[Any, Eng
     client, engine, pg = api
     with counting(engine) as full:
         _create(client, FULL_TASK)
-    assert full.statements == ["INSERT"] * 4  # task, its tags, its reminders, its event (outbox)
+    # The per-user quotas (open tasks, distinct tags: docs/limits.md) read first, in one SELECT;
+    # then the task, its tags, its reminders, its event (outbox).
+    assert full.statements == ["SELECT"] + ["INSERT"] * 4
     assert full.transactions == 1
     if pg:
-        assert full.round_trips == 5  # the four inserts (BEGIN rides with the first) and COMMIT
+        assert full.round_trips == 6  # the quota read (BEGIN rides with it), four inserts and COMMIT
 
     with counting(engine) as bare:
         _create(client, {"title": "milk"})
-    assert bare.statements == ["INSERT", "INSERT"]  # no tags, no reminders: the task and its event
+    assert bare.statements == ["SELECT", "INSERT", "INSERT"]  # no tags, no reminders: the task and its event
     assert bare.transactions == 1
     if pg:
-        assert bare.round_trips == 3
+        assert bare.round_trips == 4
 
 
 def test_an_update_a_completion_and_a_get_touch_only_what_changed(api: tuple[Any, Engine, bool]) -> None:

@@ -137,9 +137,9 @@ def hooks() -> Iterator[int]:
     server.shutdown()
 
 
-def _deliver(app: Any, user: str = "alice") -> dict[str, Any]:
-    """One reminder.due event to the notifier, as Dapr delivers it; the notification row it wrote."""
-    event = {
+def reminder_event(user: str = "alice") -> dict[str, Any]:
+    """A reminder.due CloudEvent for ``user`` with a new id."""
+    return {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
         "type": events.REMINDER_DUE,
@@ -154,6 +154,11 @@ def _deliver(app: Any, user: str = "alice") -> dict[str, Any]:
             "fire_at": "2030-01-01T09:00:00Z",
         },
     }
+
+
+def _deliver(app: Any, user: str = "alice") -> dict[str, Any]:
+    """One reminder.due event to the notifier, as Dapr delivers it; the notification row it wrote."""
+    event = reminder_event(user)
     body, headers = structured(event)
     resp = app.apps["notifier"].test_client().post("/events/reminders", data=body, headers=headers)
     assert resp.get_json() == {"status": "SUCCESS"}, resp.get_data()

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from taskflow.adapters.webhooks import frame, validate_webhook_url
+from taskflow.domain.limits import OUTGOING_TIMEOUT
 from taskflow.service_layer.ports import PublishError, StateConflict
 
 log = logging.getLogger("taskflow.dapr")
@@ -66,9 +67,17 @@ class Sidecar:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
+                sdk_module = grpc_sdk()
+                from dapr.conf import settings as sdk_settings
+
                 # The API token (DAPR_API_TOKEN) and the health wait come from the SDK's settings.
+                # The SDK sets no deadline on a call unless DAPR_API_TIMEOUT_SECONDS is set: a hung
+                # sidecar would hang the request, so every call gets ours unless the operator chose one.
+                sdk: Any = sdk_settings
+                if sdk.DAPR_API_TIMEOUT_SECONDS is None:
+                    sdk.DAPR_API_TIMEOUT_SECONDS = OUTGOING_TIMEOUT.max
                 extra = self.interceptors() if self.interceptors is not None else []
-                self._client = grpc_sdk().DaprGrpcClient(address=self.grpc_address, interceptors=extra or None)
+                self._client = sdk_module.DaprGrpcClient(address=self.grpc_address, interceptors=extra or None)
             return self._client
 
     def close(self) -> None:

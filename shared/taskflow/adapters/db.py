@@ -12,6 +12,8 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from taskflow.domain.limits import DATABASE_TIMEOUT
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +57,16 @@ def _pg8000_engine(url: str) -> Engine:
     zero-wait poll of its socket, and the pool replaces it; ``pool_recycle`` retires old ones."""
     from taskflow.adapters import pgwire
 
-    engine = create_engine(url, pool_size=pool_size(), max_overflow=20, pool_pre_ping=False, pool_recycle=300)
+    # A socket timeout bounds every connect and read: a stopped or unreachable server fails the
+    # request (503/RETRY) instead of hanging it.
+    engine = create_engine(
+        url,
+        pool_size=pool_size(),
+        max_overflow=20,
+        pool_pre_ping=False,
+        pool_recycle=300,
+        connect_args={"timeout": DATABASE_TIMEOUT.max},
+    )
     # One multi-row INSERT for a batch of rows (tags, reminders, outbox, audit) instead of one
     # statement per row: what SQLAlchemy does for psycopg2, turned on for pg8000.
     engine.dialect.use_insertmanyvalues_wo_returning = True

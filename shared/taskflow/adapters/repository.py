@@ -40,6 +40,7 @@ from taskflow.adapters.tables import (
     user_settings,
 )
 from taskflow.domain import model
+from taskflow.domain.limits import Usage
 from taskflow.domain.query import BadCursor, TaskQuery
 from taskflow.events import Envelope
 from taskflow.service_layer.unit_of_work import PendingEvent
@@ -193,6 +194,21 @@ class TaskRepository:
             .order_by(n.desc(), task_tags.c.tag)
         )
         return [(r[0], int(r[1])) for r in self.conn.execute(stmt)]
+
+    def usage(self, owner_id: str, *, with_tags: bool) -> Usage:
+        """The user's open tasks and (``with_tags``) distinct tags, in one statement (the quotas)."""
+        open_count = (
+            select(func.count().label("n"))
+            .select_from(tasks)
+            .where(tasks.c.owner_id == owner_id, tasks.c.status == "open", tasks.c.deleted_at.is_(None))
+            .subquery()
+        )
+        if not with_tags:
+            return Usage(int(self.conn.execute(select(open_count.c.n)).scalar_one()), frozenset())
+        owned = select(task_tags.c.tag).where(task_tags.c.owner_id == owner_id).distinct().subquery()
+        rows = self.conn.execute(select(open_count.c.n, owned.c.tag).select_from(open_count.outerjoin(owned, true())))
+        found = rows.all()
+        return Usage(int(found[0][0]), frozenset(r[1] for r in found if r[1] is not None))
 
     # --- listing with filters, search, sort and keyset pagination --------------------------
 

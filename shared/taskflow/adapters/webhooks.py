@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from taskflow.domain.limits import OUTGOING_TIMEOUT
+
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -124,7 +126,7 @@ class DirectWebhookSender:
         self,
         signing_key: Callable[[], str],
         allow_loopback: bool,
-        timeout: float = 10.0,
+        timeout: float = OUTGOING_TIMEOUT.max,
         resolve: Resolver = system_resolver,
     ) -> None:
         self.signing_key = signing_key  # resolved on first send (a secret)

@@ -19,12 +19,13 @@ from taskflow.api.http import (
     HttpError,
     invalid,
     json_response,
+    over_limit,
     problem,
     read_model,
 )
 from taskflow.api.schemas import ListQuery, TaskCreate, TaskPatch, UserSettings
 from taskflow.bootstrap import Root
-from taskflow.domain import model
+from taskflow.domain import limits, model
 from taskflow.domain.query import BadCursor
 from taskflow.service_layer import notifications, outbox, tasks
 from taskflow.service_layer.ports import StateConflict
@@ -84,6 +85,9 @@ def handle(request: Request, root: Root) -> Response:
         telemetry.set_route(_template(rule.rule))
         view = _VIEWS[endpoint]
         user = None if endpoint in PUBLIC else _user(request, root)
+        if len(request.query_string) > limits.QUERY_STRING.max:
+            message = f"the query string must be at most {limits.QUERY_STRING.max} bytes"
+            raise over_limit(limits.QUERY_STRING, limits.QUERY_STRING.max, message, status=414)
         return view(Call(request, root, user), **args)
     except HttpError as err:
         return problem(err, request.path)
@@ -98,6 +102,8 @@ def handle(request: Request, root: Root) -> Response:
         return problem(invalid(exc.field, exc.message), request.path)
     except BadCursor as exc:
         return problem(invalid("cursor", str(exc), "Invalid query parameter"), request.path)
+    except limits.LimitExceeded as exc:
+        return problem(over_limit(exc.limit, exc.maximum, exc.message), request.path)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
@@ -190,7 +196,8 @@ def _create(call: Call) -> Response:
 
 
 def _do_create(call: Call, cmd: TaskCreate) -> Response:
-    task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields()))
+    quotas = call.root.settings.quotas
+    task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields(), quotas))
     return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
 
 
@@ -268,7 +275,9 @@ def _patch(call: Call, task_id: str) -> Response:
     patch, _ = read_model(call.request, TaskPatch)
     if_match = call.request.headers.get("If-Match")
     task = call.write(
-        lambda uow: tasks.update_task(uow, call.root.clock, call.user, task_id, patch.to_changes(), if_match)
+        lambda uow: tasks.update_task(
+            uow, call.root.clock, call.user, task_id, patch.to_changes(), if_match, call.root.settings.quotas
+        )
     )
     return _task_response(task)
 
@@ -288,6 +297,13 @@ def _transition(
         return _task_response(task)
 
     return view
+
+
+def _reopen(call: Call, task_id: str) -> Response:
+    if_match = call.request.headers.get("If-Match")
+    quotas = call.root.settings.quotas
+    task = call.write(lambda uow: tasks.reopen_task(uow, call.root.clock, call.user, task_id, if_match, quotas))
+    return _task_response(task)
 
 
 def _history(call: Call, task_id: str) -> Response:
@@ -311,8 +327,11 @@ def _tags(call: Call) -> Response:
 
 def _notifications(call: Call) -> Response:
     limit = call.request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise invalid("limit", "must be an integer 1..500", "Invalid query parameter")
+    if not limit.isdigit() or int(limit) < 1:
+        raise invalid("limit", f"must be an integer 1..{limits.INBOX_PAGE.max}", "Invalid query parameter")
+    if int(limit) > limits.INBOX_PAGE.max:
+        message = f"limit must be at most {limits.INBOX_PAGE.max}"
+        raise over_limit(limits.INBOX_PAGE, limits.INBOX_PAGE.max, message, field="limit")
     items = notifications.list_notifications(call.uow, call.user, int(limit))
     resp = json_response({"items": [n.model_dump() for n in items]})
     # An ETag of the body lets a polling client (the web app's inbox) get a bodiless 304.
@@ -347,7 +366,7 @@ _VIEWS: dict[str, Callable[..., Response]] = {
     "patch": _patch,
     "delete": _delete,
     "complete": _transition(tasks.complete_task),
-    "reopen": _transition(tasks.reopen_task),
+    "reopen": _reopen,
     "history": _history,
     "tags": _tags,
     "notifications": _notifications,

@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 
 from taskflow.config import Settings
+from taskflow.domain.limits import OUTGOING_TIMEOUT
 
 
 class Unauthorized(Exception):
@@ -33,7 +34,7 @@ class Tokens:
     def _jwks_client(self, url: str) -> jwt.PyJWKClient:
         with self._lock:
             if self._jwks is None:
-                self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+                self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=OUTGOING_TIMEOUT.max)
             return self._jwks
 
     def authenticate(self, header: str | None) -> str:

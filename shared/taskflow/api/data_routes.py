@@ -15,13 +15,14 @@ from flask import Request, Response
 from pydantic import BaseModel, ConfigDict
 from werkzeug.routing import Rule
 
+from taskflow.api import http
 from taskflow.api.http import HttpError, json_response, read_model
-from taskflow.domain import ical
+from taskflow.domain import ical, limits
 from taskflow.service_layer import exports, imports
 
 log = logging.getLogger("taskflow.api.data")
 
-MAX_CALENDAR = 5 * 1024 * 1024
+MAX_CALENDAR = limits.CALENDAR.max
 
 RULES = [
     Rule("/v1/imports", endpoint="import_calendar", methods=["POST"]),
@@ -81,9 +82,7 @@ def _read_calendar(request: Request) -> bytes:
             headers={"Accept-Post": "text/calendar"},
         )
     length = request.content_length
-    too_large = HttpError(
-        413, "Payload too large", f"the calendar must be at most {MAX_CALENDAR} bytes", slug="too-large"
-    )
+    too_large = http.too_large(limits.CALENDAR)
     if length is not None and length > MAX_CALENDAR:
         raise too_large
     data = request.stream.read(MAX_CALENDAR + 1)

@@ -10,8 +10,10 @@ from flask import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from taskflow import telemetry
+from taskflow.domain import limits
+from taskflow.domain.limits import Limit
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = limits.BODY.max
 #: Task fields a client may read but not write, and what to do instead.
 READ_ONLY = {
     "status": "read-only field; use POST /v1/tasks/{id}/complete or /reopen",
@@ -34,6 +36,7 @@ class HttpError(Exception):
         slug: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        limit: tuple[Limit, int] | None = None,
     ) -> None:
         super().__init__(detail or title)
         self.status = status
@@ -42,6 +45,7 @@ class HttpError(Exception):
         self.slug = slug
         self.errors = errors
         self.headers = headers or {}
+        self.limit = limit
 
 
 def invalid(field: str, message: str, title: str = "Validation failed", kind: str = "value_error") -> HttpError:
@@ -63,6 +67,9 @@ def problem(err: HttpError, instance: str | None = None) -> Response:
         body["instance"] = instance
     if err.errors is not None:
         body["errors"] = err.errors
+    if err.limit is not None:
+        limit, maximum = err.limit
+        body["limit"] = {"name": limit.name, "max": maximum, "unit": limit.unit}
     trace_id = telemetry.trace_id()
     if trace_id:
         body["trace_id"] = trace_id  # a bug report quoting it leads to the logs and the trace
@@ -79,14 +86,30 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return resp
 
 
+def too_large(limit: Limit) -> HttpError:
+    return HttpError(
+        413,
+        "Payload too large",
+        f"{limit.what.split(' (')[0]} must be at most {limit.max} {limit.unit}",
+        slug="too-large",
+        limit=(limit, limit.max),
+    )
+
+
+def over_limit(limit: Limit, maximum: int, message: str, status: int = 422, field: str | None = None) -> HttpError:
+    """The problem for a request that hits one of the service's limits; ``limit`` names it."""
+    errors = [{"field": field, "message": message, "type": "limit"}] if field else None
+    return HttpError(status, "Limit exceeded", message, slug="limit", errors=errors, limit=(limit, maximum))
+
+
 def read_body(request: Request) -> bytes:
     """The raw body, refusing more than 1 MiB whether or not Content-Length is announced."""
     length = request.content_length
     if length is not None and length > MAX_BODY:
-        raise HttpError(413, "Payload too large", f"the body must be at most {MAX_BODY} bytes", slug="too-large")
+        raise too_large(limits.BODY)
     data = request.stream.read(MAX_BODY + 1)
     if len(data) > MAX_BODY:
-        raise HttpError(413, "Payload too large", f"the body must be at most {MAX_BODY} bytes", slug="too-large")
+        raise too_large(limits.BODY)
     return data
 
 

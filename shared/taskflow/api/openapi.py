@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from taskflow.api import data_routes, preview, schemas, signin
+from taskflow.domain import limits
 
 _MODELS: list[type[BaseModel]] = [
     schemas.TaskCreate,
@@ -44,8 +45,11 @@ _ERRORS = {
     "400": _problem("Malformed JSON"),
     "401": _problem("Missing or invalid bearer token"),
     "404": _problem("No such task for this user"),
-    "413": _problem("Body over 1 MiB"),
-    "422": _problem("Invalid field, unknown field or bad query parameter"),
+    "413": _problem("Body over 1 MiB (limit body_bytes)"),
+    "422": _problem(
+        "Invalid field, unknown field or bad query parameter, or a limit of the service reached "
+        "(search length, page size, per-user open tasks or tags: the problem's limit member names it)"
+    ),
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "Version of the task, for If-Match"}}
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
@@ -108,7 +112,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "TaskFlow API",
             "version": "1.0.0",
-            "description": "Tasks with due dates, reminders, recurrence, tags, search, filter and sort.",
+            "description": "Tasks with due dates, reminders, recurrence, tags, search, filter and sort.\n\n"
+            + _limits_text(),
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -281,6 +286,28 @@ def document() -> dict[str, Any]:
     return _linked(doc)
 
 
+def _limits_text() -> str:
+    """The limits of the service (domain/limits.py), as the document's description lists them."""
+    lines = [
+        "Limits. A request that hits one gets a problem that names it: a field's limit in `errors`,",
+        "every other limit in the problem's `limit` member (`name`, `max`, `unit`).",
+        "",
+    ]
+    lines += [f"- `{x.name}`: {x.max} {x.unit}: {x.what}" for x in limits.ALL]
+    return "\n".join(lines)
+
+
+#: Any request can meet it: the app answers problem+json past 2 KiB of query string, the HTTP
+#: server (gunicorn) answers its own HTML page for a request line past 4094 bytes.
+_URI_TOO_LONG = {
+    "description": "Query string over 2 KiB (limit query_string_bytes), or a request line the HTTP server refuses",
+    "content": {
+        "application/problem+json": {"schema": _ref(schemas.Problem)},
+        "text/html": {"schema": {"type": "string"}},
+    },
+}
+
+
 def _operation_id(method: str, path: str) -> str:
     """``get /v1/tasks/{id}/history`` -> ``get_tasks_id_history``: stable, derived, never forgotten."""
     words = [w.strip("{}") for w in path.split("/") if w and w != "v1"]
@@ -294,6 +321,7 @@ def _linked(doc: dict[str, Any]) -> dict[str, Any]:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             op["operationId"] = _operation_id(method, path)
+            op["responses"].setdefault("414", _URI_TOO_LONG)
             if path.startswith("/v1/tasks/{id}"):
                 links[op["operationId"]] = {
                     "operationId": op["operationId"],

@@ -19,8 +19,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from werkzeug.datastructures import MultiDict
 
-from taskflow.api.http import HttpError, invalid, unprocessable
-from taskflow.domain import model
+from taskflow.api.http import HttpError, invalid, over_limit, unprocessable
+from taskflow.domain import limits, model
 from taskflow.domain import recurrence as rrules
 from taskflow.domain.query import TaskQuery, check_sort, query_words
 from taskflow.events import TaskData
@@ -197,6 +197,14 @@ class UserSettings(Strict):
     webhook_url: Annotated[str, Field(max_length=2000)] | None = None
 
 
+class ProblemLimit(BaseModel):
+    """The limit a request hit (docs/limits.md): its name, the value in force and its unit."""
+
+    name: str
+    max: int
+    unit: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
@@ -206,12 +214,23 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+    limit: ProblemLimit | None = None
+
+
+def _check_limit(name: str, value: str) -> None:
+    """The search length and the page size are limits of the service: a 422 that names them."""
+    if name == "q" and len(value) > limits.SEARCH.max:
+        message = f"q must be at most {limits.SEARCH.max} characters"
+        raise over_limit(limits.SEARCH, limits.SEARCH.max, message, field="q")
+    if name == "limit" and value.isdigit() and int(value) > limits.PAGE.max:
+        message = f"limit must be at most {limits.PAGE.max}"
+        raise over_limit(limits.PAGE, limits.PAGE.max, message, field="limit")
 
 
 class ListQuery(Strict):
     """Query parameters of ``GET /v1/tasks``."""
 
-    q: Annotated[str, Field(max_length=500)] | None = None
+    q: Annotated[str, Field(max_length=limits.SEARCH.max)] | None = None
     status: Literal["open", "completed", "all"] = "open"
     priority: list[PriorityName] | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
@@ -222,7 +241,7 @@ class ListQuery(Strict):
     has_due: bool | None = None
     recurring: bool | None = None
     sort: list[str] | None = None
-    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    limit: Annotated[int, Field(ge=1, le=limits.PAGE.max)] = 50
     cursor: Annotated[str, Field(max_length=2000)] | None = None
 
     @field_validator("sort")
@@ -255,6 +274,7 @@ class ListQuery(Strict):
             if len(values) > 1:
                 raise invalid(name, "given more than once", "Invalid query parameter", "duplicate")
             value = values[0]
+            _check_limit(name, value)
             if name in ("priority", "tags", "sort"):
                 raw[name] = [v.strip() for v in value.split(",") if v.strip()]
             else:

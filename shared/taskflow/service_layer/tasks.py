@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from taskflow.domain import model
+from taskflow.domain import limits, model
 from taskflow.domain.query import TaskQuery
 from taskflow.service_layer.ports import Clock
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
@@ -33,9 +33,19 @@ def _schedule_inputs(task: model.Task) -> tuple[Any, ...]:
     return task.status, task.due_at, tuple(task.reminders)
 
 
-def create_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, fields: dict[str, Any]) -> model.Task:
+def create_task(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    fields: dict[str, Any],
+    quotas: limits.Quotas | None = None,
+) -> model.Task:
+    """Create a task; with ``quotas``, LimitExceeded (nothing written) when the user is at one."""
     now = clock()
     with uow:
+        if quotas is not None:
+            tags = list(fields.get("tags") or [])
+            limits.check(uow.tasks.usage(owner_id, with_tags=bool(tags)), quotas, new_open=1, tags=tags)
         task = model.Task.create(owner_id, owner_id, now=now, **fields)
         uow.tasks.add(task)
         arm_reminders(uow, task, now, new=True)
@@ -79,9 +89,21 @@ def _change(
 
 
 def update_task(
-    uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, changes: dict[str, Any], if_match: str | None
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    task_id: str,
+    changes: dict[str, Any],
+    if_match: str | None,
+    quotas: limits.Quotas | None = None,
 ) -> model.Task:
-    return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: bool(t.update(owner_id, changes, now)))
+    def apply(task: model.Task, now: datetime) -> bool:
+        new_tags = [t for t in changes.get("tags") or [] if t not in task.tags]
+        if quotas is not None and new_tags:
+            limits.check(uow.tasks.usage(owner_id, with_tags=True), quotas, new_open=0, tags=new_tags)
+        return bool(task.update(owner_id, changes, now))
+
+    return _change(uow, clock, owner_id, task_id, if_match, apply)
 
 
 def complete_task(
@@ -91,8 +113,20 @@ def complete_task(
     return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: t.complete(owner_id, now))
 
 
-def reopen_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, if_match: str | None) -> model.Task:
-    return _change(uow, clock, owner_id, task_id, if_match, lambda t, now: t.reopen(owner_id, now))
+def reopen_task(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    task_id: str,
+    if_match: str | None,
+    quotas: limits.Quotas | None = None,
+) -> model.Task:
+    def apply(task: model.Task, now: datetime) -> bool:
+        if quotas is not None and task.status is model.Status.COMPLETED:
+            limits.check(uow.tasks.usage(owner_id, with_tags=False), quotas, new_open=1, tags=[])
+        return task.reopen(owner_id, now)
+
+    return _change(uow, clock, owner_id, task_id, if_match, apply)
 
 
 def delete_task(uow: AbstractUnitOfWork, clock: Clock, owner_id: str, task_id: str, if_match: str | None) -> None:

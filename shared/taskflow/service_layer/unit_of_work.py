@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from taskflow import events
 from taskflow.domain import model
+from taskflow.domain.limits import Usage
 from taskflow.domain.query import TaskQuery
 
 
@@ -51,6 +52,9 @@ class TaskRepository(Protocol):
     def mark_deleted(self, task: model.Task, now: datetime) -> None: ...
 
     def tag_counts(self, owner_id: str) -> list[tuple[str, int]]: ...
+
+    def usage(self, owner_id: str, *, with_tags: bool) -> Usage:
+        """Open tasks and (``with_tags``) distinct tags of the user, for the per-user quotas."""
 
     def list(self, owner_id: str, query: TaskQuery, now: datetime) -> tuple[list[model.Task], str | None]: ...
 
