@@ -137,49 +137,61 @@ def create(database: str, total: int = 1_000_000, mine: int = 100_000) -> str:
     tags = "ARRAY[" + ",".join(f"'{t}'" for t in TAGS) + "]"
     n_words = len(WORDS)
     t0 = time.perf_counter()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"""
-                INSERT INTO tasks (id, owner_id, title, description, status, priority, tags, due_at, timezone,
-                                   recurrence, reminders, series_id, series_start, occurrence, completed_at,
-                                   created_at, updated_at, deleted_at, version)
-                SELECT gen_random_uuid()::text,
-                       CASE WHEN g <= {mine} THEN '{USER}' ELSE 'user' || (g % 900) END,
-                       initcap(w[1]) || ' ' || CASE WHEN g % 8 = 0 THEN 'milk' ELSE w[2] END || ' ' || w[3]
-                         || CASE WHEN g % 2 = 0 THEN ' ' || w[4] ELSE '' END
-                         || CASE WHEN g % 3 = 0 THEN ' ' || w[5] ELSE '' END,
-                       CASE WHEN g % 4 = 0 THEN 'Notes: ' || w[5] || ' ' || w[1] || ' before friday' ELSE '' END,
-                       CASE WHEN g % 5 = 0 THEN 'completed' ELSE 'open' END,
-                       (g * 7) % 5,
-                       t,
-                       CASE WHEN g % 3 = 0 THEN NULL
-                            ELSE now() - interval '30 days' + ((g::bigint * 37) % 2000) * interval '1 hour' END,
-                       'UTC', NULL, '[]'::json, NULL, NULL, 1,
-                       CASE WHEN g % 5 = 0 THEN now() - (g % 1000) * interval '1 minute' END,
-                       now() - (g * interval '1 second'), now() - (g * interval '1 second') + interval '1 minute',
-                       NULL, 1
-                FROM (
-                  SELECT g,
-                         ARRAY(SELECT ({words})[1 + ((g::bigint * k * 2654435761) % {n_words})]
-                               FROM generate_series(1, 5) AS k) AS w,
-                         to_json(ARRAY(SELECT DISTINCT ({tags})[1 + ((g / 7 + k * 3) % 8)]
-                                       FROM generate_series(1, g % 4) AS k ORDER BY 1)) AS t
-                  FROM generate_series(1, {total}) AS g
-                ) AS s
-                """
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO task_tags (task_id, tag, owner_id) "
-                "SELECT id, json_array_elements_text(tags), owner_id FROM tasks"
-            )
-        )
+    chunk = 50_000
+    for first in range(1, total + 1, chunk):
+        last = min(total, first + chunk - 1)
+        for attempt in range(30):  # the shared server may restart meanwhile: retry the chunk
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(_insert_sql(first, last, mine, words, tags, n_words)))
+                break
+            except Exception as exc:
+                print(f"chunk {first}..{last} failed ({type(exc).__name__}); retrying", flush=True)
+                engine.dispose()
+                time.sleep(min(2 + attempt, 10))
+        else:
+            raise SystemExit("PostgreSQL kept failing; giving up")
     _psql("VACUUM ANALYZE", database)
     print(f"dataset {database}: {total} tasks ({mine} for '{USER}') in {time.perf_counter() - t0:.0f} s")
     engine.dispose()
     return url
+
+
+def _insert_sql(first: int, last: int, mine: int, words: str, tags: str, n_words: int) -> str:
+    """Tasks ``first..last`` of the generated series and their tags, in one statement."""
+    return f"""
+        WITH ins AS (
+          INSERT INTO tasks (id, owner_id, title, description, status, priority, tags, due_at, timezone,
+                             recurrence, reminders, series_id, series_start, occurrence, completed_at,
+                             created_at, updated_at, deleted_at, version)
+          SELECT gen_random_uuid()::text,
+                 CASE WHEN g <= {mine} THEN '{USER}' ELSE 'user' || (g % 900) END,
+                 initcap(w[1]) || ' ' || CASE WHEN g % 8 = 0 THEN 'milk' ELSE w[2] END || ' ' || w[3]
+                   || CASE WHEN g % 2 = 0 THEN ' ' || w[4] ELSE '' END
+                   || CASE WHEN g % 3 = 0 THEN ' ' || w[5] ELSE '' END,
+                 CASE WHEN g % 4 = 0 THEN 'Notes: ' || w[5] || ' ' || w[1] || ' before friday' ELSE '' END,
+                 CASE WHEN g % 5 = 0 THEN 'completed' ELSE 'open' END,
+                 (g * 7) % 5,
+                 t,
+                 CASE WHEN g % 3 = 0 THEN NULL
+                      ELSE now() - interval '30 days' + ((g::bigint * 37) % 2000) * interval '1 hour' END,
+                 'UTC', NULL, '[]'::json, NULL, NULL, 1,
+                 CASE WHEN g % 5 = 0 THEN now() - (g % 1000) * interval '1 minute' END,
+                 now() - (g * interval '1 second'), now() - (g * interval '1 second') + interval '1 minute',
+                 NULL, 1
+          FROM (
+            SELECT g,
+                   ARRAY(SELECT ({words})[1 + ((g::bigint * k * 2654435761) % {n_words})]
+                         FROM generate_series(1, 5) AS k) AS w,
+                   to_json(ARRAY(SELECT DISTINCT ({tags})[1 + ((g / 7 + k * 3) % 8)]
+                                 FROM generate_series(1, g % 4) AS k ORDER BY 1)) AS t
+            FROM generate_series({first}, {last}) AS g
+          ) AS s
+          RETURNING id, tags, owner_id
+        )
+        INSERT INTO task_tags (task_id, tag, owner_id)
+        SELECT id, json_array_elements_text(tags), owner_id FROM ins
+    """
 
 
 def ensure(database: str, total: int = 1_000_000, mine: int = 100_000) -> str:

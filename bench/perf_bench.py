@@ -295,6 +295,44 @@ def list_sql(url: str, query: str) -> str:
     return sql + ";\n"
 
 
+def explain(url: str) -> None:
+    """EXPLAIN ANALYZE of every list variant's SQL, as bench/README.md shows them (on the app's engine:
+    the same connection settings)."""
+    from sqlalchemy import text
+
+    from taskflow.adapters import db
+
+    engine = db.build_engine(url)
+    with engine.connect() as conn:
+        for name, query in LISTS.items():
+            sql = list_sql(url, query).rstrip().rstrip(";")
+            plan = [r[0] for r in conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql))]
+            print(f"### {name} (`{query or 'no parameters'}`)\n```")
+            keep = (
+                "Limit",
+                "Index",
+                "Bitmap",
+                "Sort",
+                "Incremental",
+                "Merge",
+                "Append",
+                "Seq",
+                "Filter",
+                "Rows Removed",
+                "Execution",
+                "Heap",
+                "Nested",
+                "Recheck",
+                "Presorted",
+                "Full-sort",
+            )
+            for line in plan:
+                if any(k in line for k in keep):
+                    print(line)
+            print("```\n", flush=True)
+    engine.dispose()
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -413,10 +451,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400, help="requests per list variant")
     ap.add_argument("--clients", type=int, default=16, help="connections creating in the pipeline phase")
     ap.add_argument("--seconds", type=int, default=10, help="length of the create load")
-    ap.add_argument("--only", choices=["lists", "pipeline"])
+    ap.add_argument("--only", choices=["lists", "pipeline", "explain"])
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     out: dict[str, Any] = {}
+    if args.only == "explain":
+        explain(dataset.ensure(args.database))
+        return
     if args.only in (None, "pipeline"):
         pipeline_phase(args, out)
     if args.only in (None, "lists"):

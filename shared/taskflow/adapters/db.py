@@ -73,7 +73,12 @@ def _pg8000_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        return pgwire.Connection(*cargs, **cparams)
+        # No parallel plans on the request path: on two cores their workers' start-up cost more than
+        # the short index scans they split (a tag filter took 81 ms in parallel, 2 ms without).
+        # Sent in the startup packet: no extra round trip.
+        params = dict(cparams.pop("startup_params", None) or {})
+        params.setdefault("options", "-c max_parallel_workers_per_gather=0")
+        return pgwire.Connection(*cargs, startup_params=params, **cparams)
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:

@@ -17,13 +17,13 @@ from sqlalchemy import (
     Connection,
     and_,
     delete,
-    exists,
     false,
     func,
     insert,
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -220,11 +220,13 @@ class TaskRepository:
         if query.priority:
             where.append(tasks.c.priority.in_([model.Priority(p).rank for p in query.priority]))
         if query.tags:
-            if query.tag_mode == "any":
-                where.append(exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag.in_(query.tags)))
-            else:
-                for tag in dict.fromkeys(query.tags):
-                    where.append(exists().where(task_tags.c.task_id == tasks.c.id, task_tags.c.tag == tag))
+            # The user's tasks with these tags, read from the (owner_id, tag) index: as many rows as
+            # the tags have, not as many as the user has tasks (a per-task EXISTS probe read them all).
+            wanted = list(dict.fromkeys(query.tags))
+            tagged = select(task_tags.c.task_id).where(task_tags.c.owner_id == owner_id, task_tags.c.tag.in_(wanted))
+            if query.tag_mode != "any" and len(wanted) > 1:
+                tagged = tagged.group_by(task_tags.c.task_id).having(func.count() == len(wanted))
+            where.append(tasks.c.id.in_(tagged))
         if query.due_before is not None:
             where.append(tasks.c.due_at < query.due_before)
         if query.due_after is not None:
@@ -252,7 +254,25 @@ class TaskRepository:
 
         order = [k.order() for k in keys] + [tasks.c.id.asc()]
         extra = [k.expr.label(f"k{i}") for i, k in enumerate(keys) if k.computed]
-        stmt = select(*_TASK_COLUMNS, *extra).where(and_(*where)).order_by(*order).limit(query.limit + 1)
+        page = query.limit + 1
+        if query.status == "all" and dialect == "postgresql":
+            # One ordered index scan per status, merged (Merge Append): an index on (owner, status,
+            # sort keys) then serves "all" too, instead of sorting every task of the user.
+            halves = [
+                select(*_TASK_COLUMNS, *extra)
+                .where(and_(*where, tasks.c.status == s.value))
+                .order_by(*order)
+                .limit(page)
+                for s in model.Status
+            ]
+            merged = union_all(*halves).subquery("page")
+            outer = [
+                _Key(k.name, merged.c[f"k{i}"] if k.computed else merged.c[k.name], k.descending, k.nullable)
+                for i, k in enumerate(keys)
+            ]
+            stmt = select(merged).order_by(*[k.order() for k in outer], merged.c.id.asc()).limit(page)
+        else:
+            stmt = select(*_TASK_COLUMNS, *extra).where(and_(*where)).order_by(*order).limit(page)
         rows = self.conn.execute(stmt).all()
         more = len(rows) > query.limit
         rows = rows[: query.limit]

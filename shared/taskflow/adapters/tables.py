@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -102,6 +103,32 @@ Index(
     sqlite_where=_LIVE,
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at, postgresql_where=_LIVE, sqlite_where=_LIVE)
+# The other documented sort orders (migration 0004; bench/README.md has the plans).
+Index(
+    "ix_tasks_owner_status_priority_title",
+    tasks.c.owner_id,
+    tasks.c.status,
+    tasks.c.priority.desc(),
+    func.lower(tasks.c.title),
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+Index(
+    "ix_tasks_owner_status_title",
+    tasks.c.owner_id,
+    tasks.c.status,
+    func.lower(tasks.c.title),
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+Index(
+    "ix_tasks_owner_status_updated",
+    tasks.c.owner_id,
+    tasks.c.status,
+    tasks.c.updated_at,
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
 
 task_tags = Table(
     "task_tags",
@@ -109,7 +136,7 @@ task_tags = Table(
     Column("task_id", String(36), primary_key=True),
     Column("tag", String(40), primary_key=True),
     Column("owner_id", String(255), nullable=False),
-    Index("ix_task_tags_owner_tag", "owner_id", "tag"),
+    Index("ix_task_tags_owner_tag", "owner_id", "tag", "task_id"),  # covering: tag filters read no table rows
 )
 
 outbox = Table(
