@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 _LIVE = sa.text("deleted_at IS NULL")
-_INDEXES = {
+_INDEXES: dict[str, list[str | sa.TextClause]] = {
     # sort=-priority,title (and priority,-title backwards); created_at, id ties: incremental sort
     "ix_tasks_owner_status_priority_title": ["owner_id", "status", sa.text("priority DESC"), sa.text("lower(title)")],
     # sort=title and sort=-title
