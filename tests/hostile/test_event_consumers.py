@@ -256,3 +256,42 @@ def test_only_a_transient_fault_is_retried(world: dict[str, Any], consumer: str,
         dead.dispose()
     resp = _post(app, consumer, *MODES[mode](event))  # the redelivery once the database is back
     assert (resp.status_code, resp.get_json()) == (200, {"status": "SUCCESS"})
+
+
+# --- bulk deliveries (audit's bulkSubscribe) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@HYPOTHESIS
+@given(data=st.data(), plan=st.lists(st.sampled_from(["valid", "replay", "poison"]), min_size=1, max_size=8))
+def test_a_bulk_delivery_is_answered_per_entry_and_poison_writes_nothing(
+    world: dict[str, Any], data: Any, plan: list[str]
+) -> None:
+    """Valid entries SUCCESS and recorded once (a replayed id too), poison entries DROP, and
+    nothing but the valid entries' audit rows is written."""
+    app = world["app"]
+    entries, expected, valid_ids = [], {}, []
+    for i, kind in enumerate(plan):
+        entry_id = f"e{i}"
+        if kind == "replay" and valid_ids:
+            event: Any = dict(_event(world, "audit"), id=valid_ids[0])
+        elif kind == "poison":
+            _, poison = data.draw(poisoned(_event(world, "audit")), label=f"entry {i}")
+            event = poison.decode("utf-8", "replace") if isinstance(poison, bytes) else poison
+        else:
+            event = _event(world, "audit")
+        if kind != "poison":
+            valid_ids.append(event["id"])
+        expected[entry_id] = "DROP" if kind == "poison" else "SUCCESS"
+        entries.append({"entryId": entry_id, "event": event, "contentType": "application/cloudevents+json"})
+    body = {"id": str(uuid.uuid4()), "entries": entries, "topic": "task-events", "type": "com.dapr.event.sent.bulk"}
+    before = _writes(app)
+    resp = (
+        app.apps["audit"]
+        .test_client()
+        .post(ROUTES["audit"], data=json.dumps(body), headers={"content-type": "application/json"})
+    )
+    assert resp.status_code == 200
+    assert {s["entryId"]: s["status"] for s in resp.get_json()["statuses"]} == expected
+    after = _writes(app)
+    assert after == {**before, "audit_log": before["audit_log"] + len(set(valid_ids))}

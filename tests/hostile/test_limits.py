@@ -199,3 +199,31 @@ def test_a_hung_jwks_endpoint_fails_sign_in_after_the_timeout(
     resp = client.get("/v1/tasks", headers={"Authorization": f"Bearer {token}"})
     assert time.monotonic() - started < 5
     assert resp.status_code == 401 and resp.mimetype == "application/problem+json"
+
+
+def _vtodos(*items: tuple[str, str]) -> bytes:
+    todos = "".join(f"BEGIN:VTODO\r\nUID:{uid}\r\nSUMMARY:{uid}\r\n{extra}END:VTODO\r\n" for uid, extra in items)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//limits//EN\r\n{todos}END:VCALENDAR\r\n".encode()
+
+
+def test_an_import_skips_what_would_go_over_a_quota_and_imports_the_rest(make_app: Any) -> None:
+    app = make_app(quotas=limits.Quotas(open_tasks=3, tags=2))
+    client = app.apps["tasks-api"].test_client()
+    assert client.post("/v1/tasks", json={"title": "mine", "tags": ["home"]}, headers=auth()).status_code == 201
+    body = _vtodos(
+        ("a", ""),
+        ("b", "CATEGORIES:home\r\n"),
+        ("c", ""),  # the fourth open task: over open_tasks_per_user
+        ("d", "STATUS:COMPLETED\r\nCOMPLETED:20300101T000000Z\r\n"),  # completed: not an open task
+        ("e", "STATUS:COMPLETED\r\nCOMPLETED:20300101T000000Z\r\nCATEGORIES:work,garden\r\n"),  # a third tag
+    )
+    resp = client.post("/v1/imports", data=body, headers={**auth(), "Content-Type": "text/calendar"})
+    assert resp.status_code == 200, resp.get_data()
+    result = resp.get_json()
+    assert result["created"] == 3
+    assert {s["uid"]: s["reason"] for s in result["skipped"]} == {
+        "c": "at most 3 open tasks per user (limit open_tasks_per_user)",
+        "e": "at most 2 distinct tags per user (limit tags_per_user)",
+    }
+    listed = client.get("/v1/tasks?status=all", headers=auth()).get_json()["items"]
+    assert sorted(t["title"] for t in listed) == ["a", "b", "d", "mine"]

@@ -100,8 +100,9 @@ def import_calendar(call: Any) -> Response:
     except ical.CalendarError as exc:
         raise HttpError(400, "Malformed calendar", str(exc), slug="malformed-calendar") from exc
     result = imports.ImportResult()
+    quotas = call.root.settings.quotas
     for batch in imports.batches(items):
-        call.write(lambda uow, b=batch: imports.import_batch(uow, call.root.clock, call.user, b, result))
+        call.write(lambda uow, b=batch: imports.import_batch(uow, call.root.clock, call.user, b, result, quotas))
     return json_response(result.to_api())
 
 

@@ -6,11 +6,11 @@ item that cannot be imported is reported with its reason and never stops the oth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskflow.domain import model
+from taskflow.domain import limits, model
 from taskflow.domain.ical import ImportedTodo, SkippedTodo
 from taskflow.service_layer.ports import Clock
 from taskflow.service_layer.tasks import arm_reminders
@@ -43,11 +43,22 @@ def import_batch(
     owner_id: str,
     items: Sequence[ImportedTodo | SkippedTodo],
     result: ImportResult,
+    quotas: limits.Quotas | None = None,
 ) -> ImportResult:
-    """Apply one batch in one transaction, adding its counts to ``result``."""
+    """Apply one batch in one transaction, adding its counts to ``result``. With ``quotas``, an
+    item that would go over the user's open-task or tag limit is skipped, saying which limit."""
     now = clock()
     seen_uids: set[str] = set()
     with uow:
+        usage = uow.tasks.usage(owner_id, with_tags=True) if quotas is not None else None
+
+        def admit(opens: bool, tags: list[str]) -> None:
+            nonlocal usage
+            if quotas is None or usage is None:
+                return
+            limits.check(usage, quotas, new_open=int(opens), tags=tags)
+            usage = limits.Usage(usage.open_tasks + int(opens), usage.tags | frozenset(tags))
+
         for item in items:
             if isinstance(item, SkippedTodo):
                 result.skipped.append({"uid": item.uid, "reason": item.reason})
@@ -60,9 +71,12 @@ def import_batch(
                 continue
             seen_uids.add(item.uid)
             try:
-                outcome = _apply(uow, owner_id, item, now)
+                outcome = _apply(uow, owner_id, item, now, admit)
             except ValueError as exc:  # InvalidTask, a broken value: this item only
                 result.skipped.append({"uid": item.uid, "reason": str(exc)})
+                continue
+            except limits.LimitExceeded as exc:
+                result.skipped.append({"uid": item.uid, "reason": f"{exc.message} (limit {exc.limit.name})"})
                 continue
             setattr(result, outcome, getattr(result, outcome) + 1)
         uow.commit(now)
@@ -81,9 +95,13 @@ def _existing(uow: AbstractUnitOfWork, owner_id: str, uid: str) -> model.Task | 
     return None
 
 
-def _apply(uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo, now: Any) -> str:
+def _apply(
+    uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo, now: Any, admit: Callable[[bool, list[str]], None]
+) -> str:
     task = _existing(uow, owner_id, item.uid)
+    tags = list(item.fields.get("tags") or [])
     if task is None:
+        admit(item.completed_at is None, tags)
         fields = dict(item.fields)
         if item.completed_at is not None:
             # Created as completed (one created event): the recurrence function creates no next one.
@@ -93,6 +111,7 @@ def _apply(uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo, now: Any)
         arm_reminders(uow, task, now)
         uow.data.remember_import(owner_id, item.uid, task.id, now)
         return "created"
+    admit(task.status is model.Status.COMPLETED and item.completed_at is None, tags)
     changed = bool(task.update(owner_id, item.fields, now))
     if item.completed_at is not None:
         changed = task.complete(owner_id, now) or changed
