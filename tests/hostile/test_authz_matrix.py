@@ -5,9 +5,12 @@ by anyone but the owner writes, changes or reveals the owner's data (counts and 
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt
@@ -193,3 +196,74 @@ def test_authorisation_matrix(make_app: Any, endpoint: str, method: str, rule: s
         if ok != (200 <= resp.status_code < 300) or (not ok and resp.status_code != 404):
             failures.append(f"{method} {rule} | owner | {target_name}: {resp.status_code} {resp.get_data()[:200]!r}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def jwks_url() -> Iterator[str]:
+    """A JWKS endpoint (a real HTTP server on loopback) publishing RSA_KEY's public half."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/jwks.json"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_with_jwks_every_route_refuses_forged_tokens(make_app: Any, jwks_url: str) -> None:
+    """JWKS mode (RS256 from an identity provider): HS256 signed with the published public key
+    (algorithm confusion), alg none, another key, an unknown kid and an expired token are all 401
+    on every authenticated route; a good token passes."""
+    from cryptography.hazmat.primitives import serialization
+
+    app = make_app(jwks_url=jwks_url)
+    client = app.apps["tasks-api"].test_client()
+    public_pem = RSA_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = {
+        "HS256 with the public key": _raw_hs256(_claims(OWNER), public_pem, kid="k1"),
+        "alg none": jwt.encode(_claims(OWNER), key="", algorithm="none", headers={"kid": "k1"}),
+        "another key": jwt.encode(_claims(OWNER), other, algorithm="RS256", headers={"kid": "k1"}),
+        "unknown kid": jwt.encode(_claims(OWNER), RSA_KEY, algorithm="RS256", headers={"kid": "nope"}),
+        "expired": jwt.encode(
+            _claims(OWNER, exp=int(time.time()) - 3600), RSA_KEY, algorithm="RS256", headers={"kid": "k1"}
+        ),
+    }
+    good = jwt.encode(_claims(OWNER), RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    assert client.get("/v1/tasks", headers=_bearer(good)).status_code == 200
+    failures = []
+    for _, method, rule in OPERATIONS:
+        path = rule.replace("<task_id>", str(uuid.uuid4()))
+        for name, value in forged.items():
+            resp = client.open(path, method=method, headers=_bearer(value), **_body(method, rule))
+            if resp.status_code != 401:
+                failures.append(f"{method} {rule} | {name}: {resp.status_code}")
+    assert not failures, "\n".join(failures)
+
+
+def _raw_hs256(claims: dict[str, Any], key: bytes, kid: str) -> str:
+    """An HS256 token whose HMAC key is ``key`` (PyJWT refuses to sign with a PEM: build it by hand)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"
