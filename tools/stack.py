@@ -228,6 +228,7 @@ class Stack(procs.Lifecycle):
     supervisor: Supervisor = field(default_factory=lambda: Supervisor(log=log), init=False)
     kafka: Proc | None = field(default=None, init=False)
     collector: Proc | None = field(default=None, init=False)
+    helpers: dict[str, tuple[Callable[[], Proc], Proc]] = field(default_factory=dict, init=False)
     _kafka_started: bool = field(default=False, init=False)
     _pg_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
@@ -268,13 +269,26 @@ class Stack(procs.Lifecycle):
         supervised = " (supervised: a process that exits is restarted)" if self.supervise else ""
         log(f"stack up in {seconds:.0f}s{supervised}")
 
+    def add_process(self, name: str, launch: Callable[[], Proc]) -> Proc:
+        """Start one more process of the stack (a collector, an S3 stand-in) from ``_start()``.
+
+        ``launch`` starts it, and starts it again after a crash when the stack is supervised (same
+        command, same ports); the process is listed by ``processes()`` and stopped after the
+        functions, before Kafka.
+        """
+        proc = launch()
+        self.helpers[name] = (launch, proc)
+        return proc
+
     def stop(self) -> None:
         self.supervisor.close()  # nothing restarts while we stop
-        # sidecars first (they stop delivering), then apps, then Kafka
+        # sidecars first (they stop delivering), then apps, then the helper processes, then Kafka
         for kind in ("daprd", "app"):
             procs.stop([p for a in self.apps.values() if (p := getattr(a, kind)) is not None], timeout=15, log=log)
             for a in self.apps.values():
                 setattr(a, kind, None)
+        procs.stop([self.processes()[n] for n in self.helpers], timeout=15, log=log)
+        self.helpers.clear()
         if self.collector is not None:  # after the apps and sidecars: their last exports land
             procs.stop([self.collector], timeout=10, log=log)
             self.collector = None
@@ -316,6 +330,7 @@ class Stack(procs.Lifecycle):
             for p in (a.app, a.daprd):
                 if p is not None and not p.alive():
                     dead.append(p.name)
+        dead += [n for n, p in self.processes().items() if n in self.helpers and not p.alive()]
         if self.kafka is not None and not self.kafka.alive():
             dead.append("kafka")
         if self.collector is not None and not self.collector.alive():
@@ -325,6 +340,9 @@ class Stack(procs.Lifecycle):
     def processes(self) -> dict[str, Proc]:
         """Every process of the stack by name (``<app-id>-app``, ``<app-id>-daprd``, ``kafka``), as now running."""
         out = {p.name: p for a in self.apps.values() for p in (a.app, a.daprd) if p is not None}
+        for name, (_, proc) in self.helpers.items():
+            item = self.supervisor.items.get(name)
+            out[name] = item.proc if item is not None and item.proc is not None else proc
         if self.kafka is not None:
             out["kafka"] = self.kafka
         if self.collector is not None:
@@ -348,6 +366,8 @@ class Stack(procs.Lifecycle):
         for a in self.apps.values():
             for kind in ("app", "daprd"):
                 self.supervisor.add(Supervised(f"{a.app_id}-{kind}", relaunch(a, kind), getattr(a, kind)))
+        for name, (launch, proc) in self.helpers.items():
+            self.supervisor.add(Supervised(name, launch, proc))
         if self.kafka is not None:
 
             def kafka() -> Proc:
