@@ -442,3 +442,42 @@ def test_settings_accept_loopback_in_embedded_mode_and_null_clears(client: Any) 
     assert client.put("/v1/settings", json={"webhook_url": None}, headers=auth()).status_code == 200
     assert client.get("/v1/settings", headers=auth()).get_json() == {"webhook_url": None}
     assert client.put("/v1/settings", json={"hook": "x"}, headers=auth()).status_code == 422
+
+
+def test_idempotency_key_creates_one_task_even_when_its_record_is_lost(client: Any, app: Any) -> None:
+    """A crash between the commit and the idempotency record (or a failed write of it) must not let
+    the client's retry create a second task: the key names the task."""
+    from taskflow.api.app import idempotency_state_key
+
+    headers = {**auth(), "Idempotency-Key": "crash-1"}
+    first = client.post("/v1/tasks", json={"title": "once"}, headers=headers)
+    assert first.status_code == 201
+    app.root.state.delete(idempotency_state_key("alice", "crash-1"))
+    again = client.post("/v1/tasks", json={"title": "once"}, headers=headers)
+    assert again.status_code == 201
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(client.get("/v1/tasks", headers=auth()).get_json()["items"]) == 1
+
+
+def test_database_down_is_503_with_retry_after_and_writes_nothing(make_app: Any, clock: Any) -> None:
+    """PostgreSQL restarting: a write answers 503 + Retry-After (a careful client retries), not 500."""
+    from taskflow import config
+    from taskflow.adapters import db
+    from taskflow.bootstrap import Root
+    from taskflow.embedded import Embedded
+
+    make_app()  # the environment of the other tests
+    closed = db.build_engine("postgresql+pg8000://nobody:nothing@127.0.0.1:9/none")  # nothing listens on port 9
+    emb = Embedded(root=Root(config.load(), clock=clock, engine=closed)).start(timers=False)
+    try:
+        down = emb.apps["tasks-api"].test_client()
+        for method, path in (("post", "/v1/tasks"), ("get", "/v1/tasks"), ("get", "/readyz")):
+            resp = getattr(down, method)(path, json={"title": "x"} if method == "post" else None, headers=auth())
+            assert resp.status_code == 503, (path, resp.get_json())
+            assert resp.mimetype == "application/problem+json"
+            if path != "/readyz":
+                assert int(resp.headers["Retry-After"]) > 0
+    finally:
+        emb.stop()
+        closed.dispose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
@@ -14,6 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from taskflow import telemetry
+from taskflow.adapters.availability import backing_service_down
 from taskflow.api import auth, data_routes, preview, signin, webapp
 from taskflow.api.http import (
     HttpError,
@@ -36,6 +39,8 @@ T = TypeVar("T")
 
 IDEMPOTENCY_TTL = 24 * 3600
 IDEMPOTENCY_CLAIM_TTL = 60
+RETRY_AFTER = "2"  # seconds, on a 503 while the database or the sidecar is unreachable
+_IDEMPOTENT_IDS = uuid.UUID("8d5b0c53-3c1e-4b5e-9a57-3f1f7f0e6a21")  # namespace of ids from Idempotency-Keys
 
 _routes = Map(
     [
@@ -104,7 +109,17 @@ def handle(request: Request, root: Root) -> Response:
         return problem(invalid("cursor", str(exc), "Invalid query parameter"), request.path)
     except limits.LimitExceeded as exc:
         return problem(over_limit(exc.limit, exc.maximum, exc.message), request.path)
-    except Exception:
+    except Exception as exc:
+        if backing_service_down(exc):  # PostgreSQL or the sidecar restarting: the client retries
+            log.warning("%s %s: backing service unavailable: %s", request.method, request.path, type(exc).__name__)
+            unavailable = HttpError(
+                503,
+                "Service unavailable",
+                "the database or the Dapr sidecar is unreachable; retry the request",
+                slug="unavailable",
+                headers={"Retry-After": RETRY_AFTER},
+            )
+            return problem(unavailable, request.path)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(HttpError(500, "Internal error", "the server failed; try again"), request.path)
 
@@ -192,13 +207,32 @@ def _create(call: Call) -> Response:
         return _do_create(call, cmd)
     if not 1 <= len(key) <= 255:
         raise HttpError(422, "Invalid Idempotency-Key", "the key must be 1..255 characters", slug="idempotency")
-    return _idempotent(call, key, raw, lambda: _do_create(call, cmd))
+    return _idempotent(call, key, raw, lambda: _do_create_once(call, cmd, idempotent_task_id(call.user, key)))
 
 
 def _do_create(call: Call, cmd: TaskCreate) -> Response:
     quotas = call.root.settings.quotas
     task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields(), quotas))
     return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
+
+
+def idempotent_task_id(user: str, key: str) -> str:
+    """The id of the task one user's Idempotency-Key creates: the same on every retry, so the
+    database itself refuses a second task even when the idempotency record was lost (a crash
+    between the commit and the record, or the record's write failing)."""
+    return str(uuid.uuid5(_IDEMPOTENT_IDS, f"{user}\x00{key}"))
+
+
+def _do_create_once(call: Call, cmd: TaskCreate, task_id: str) -> Response:
+    task, created = call.write(
+        lambda uow: tasks.create_task_once(
+            uow, call.root.clock, call.user, task_id, cmd.to_fields(), call.root.settings.quotas
+        )
+    )
+    extra = {"Location": f"/v1/tasks/{task.id}"}
+    if not created:
+        extra["Idempotent-Replayed"] = "true"
+    return _task_response(task, 201, extra)
 
 
 def idempotency_state_key(user: str, key: str) -> str:
@@ -244,7 +278,8 @@ def _idempotent(call: Call, key: str, raw: bytes, run: Callable[[], Response]) -
     try:
         resp = run()
     except BaseException:
-        store.delete(state_key)
+        with contextlib.suppress(Exception):  # the claim expires anyway; the error to report is run()'s
+            store.delete(state_key)
         raise
     record = {
         "state": "done",
@@ -253,7 +288,10 @@ def _idempotent(call: Call, key: str, raw: bytes, run: Callable[[], Response]) -
         "headers": {k: v for k, v in resp.headers.items() if k in ("ETag", "Location")},
         "body": resp.get_data(as_text=True),
     }
-    store.save(state_key, json.dumps(record), ttl_seconds=IDEMPOTENCY_TTL)
+    try:
+        store.save(state_key, json.dumps(record), ttl_seconds=IDEMPOTENCY_TTL)
+    except Exception as exc:  # the write is committed: answer it; a retry finds the task by its id
+        log.warning("idempotency record not saved (%s); a retry is answered from the task", type(exc).__name__)
     return resp
 
 

@@ -276,9 +276,11 @@ class Task:
     series_start: datetime | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def create(cls, owner_id: str, actor: str, now: datetime | None = None, **fields: Any) -> Task:
+    def create(
+        cls, owner_id: str, actor: str, now: datetime | None = None, task_id: str | None = None, **fields: Any
+    ) -> Task:
         now = now or utcnow()
-        task = cls(id=str(uuid.uuid4()), owner_id=owner_id, created_at=now, updated_at=now, **fields)
+        task = cls(id=task_id or str(uuid.uuid4()), owner_id=owner_id, created_at=now, updated_at=now, **fields)
         task.check_invariants()
         if task.recurrence is not None and task.series_id is None:
             task.series_id = task.id

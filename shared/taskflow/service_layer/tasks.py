@@ -39,6 +39,7 @@ def create_task(
     owner_id: str,
     fields: dict[str, Any],
     quotas: limits.Quotas | None = None,
+    task_id: str | None = None,
 ) -> model.Task:
     """Create a task; with ``quotas``, LimitExceeded (nothing written) when the user is at one."""
     now = clock()
@@ -46,11 +47,31 @@ def create_task(
         if quotas is not None:
             tags = list(fields.get("tags") or [])
             limits.check(uow.tasks.usage(owner_id, with_tags=bool(tags)), quotas, new_open=1, tags=tags)
-        task = model.Task.create(owner_id, owner_id, now=now, **fields)
+        task = model.Task.create(owner_id, owner_id, now=now, task_id=task_id, **fields)
         uow.tasks.add(task)
         arm_reminders(uow, task, now, new=True)
         uow.commit(now)
     return task
+
+
+def create_task_once(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    owner_id: str,
+    task_id: str,
+    fields: dict[str, Any],
+    quotas: limits.Quotas | None = None,
+) -> tuple[model.Task, bool]:
+    """Create the task with this id unless it exists: ``(task, created)``. An id derived from an
+    Idempotency-Key makes a retry whose first attempt committed (and then lost its answer, or its
+    idempotency record) find that task instead of writing a second one."""
+    with uow:
+        existing = uow.tasks.get_any(task_id)
+    if existing is not None:
+        if existing.owner_id != owner_id:
+            raise model.NotFound(task_id)
+        return existing, False
+    return create_task(uow, clock, owner_id, fields, quotas, task_id), True
 
 
 def _check_etag(task: model.Task, if_match: str | None) -> None:
