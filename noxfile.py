@@ -124,6 +124,16 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """The local stack under load while seeded faults hit it (kill -9, PostgreSQL restarts, SIGSTOP), then
+    the invariants; `-- --minutes 1 --seed 7` is CI's run. Needs root (its own PostgreSQL cluster)."""
+    _install(session)
+    session.run("python", "tools/build_web.py")
+    session.run("python", "tools/bootstrap.py", "daprd", "kafka")
+    session.run("python", "tools/chaos.py", "--no-bootstrap", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def helm(session: nox.Session) -> None:
     """Lint, render and validate the Helm chart offline (every values file and mode) against upstream CRDs;
     the cluster's platform manifests; TaskFlow's image built and run with podman (as root); the
