@@ -129,7 +129,7 @@ def chaos(session: nox.Session) -> None:
     the invariants; `-- --minutes 1 --seed 7` is CI's run. Needs root (its own PostgreSQL cluster)."""
     _install(session)
     session.run("python", "tools/build_web.py")
-    session.run("python", "tools/bootstrap.py", "daprd", "kafka")
+    session.run("python", "tools/bootstrap.py", "daprd", "kafka", "otelcol")
     session.run("python", "tools/chaos.py", "--no-bootstrap", *session.posargs)
 
 

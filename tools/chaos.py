@@ -8,7 +8,8 @@ bounded drain, the invariants: nothing acknowledged lost, nothing applied twice.
 
 Faults (their times and targets drawn from the seed; counts scale with ``--minutes``, at 5 minutes):
 ``kill -9`` of the Kafka broker (11), of the functions and their daprd sidecars (14: every consumer
-function and every daprd at least once, ``tasks-api`` too, while it takes writes), PostgreSQL
+function and every daprd at least once, ``tasks-api`` too, while it takes writes; the other
+processes of the stack, such as the OpenTelemetry Collector, once), PostgreSQL
 ``restart -m immediate`` (6), and ``SIGSTOP`` of a consumer and of a sidecar for longer than Dapr's
 timeouts (65 s > the 60 s delivery timeout), then ``SIGCONT``. The stack restarts what dies
 (tools/stack.py's supervisor).
@@ -17,7 +18,8 @@ Isolation: everything here is the suite's own, so nothing shared is killed or re
 broker on ``--kafka-port`` (19092; controller +1, pods +2) with its data in ``.cache/chaos/kafka``,
 a PostgreSQL cluster ``--pg-cluster`` (``chaos``, port 15433; created with ``pg_createcluster`` when
 missing and dropped again afterwards; needs root), the database ``taskflow_chaos`` recreated empty,
-and the stack's ports (``--port`` 18400, sidecars from 13400/13450/19400), webhook receiver 18499.
+and the stack's ports (``--port`` 18400, sidecars from 13400/13450/19400, the collector's
+``--port`` + 90..92), webhook receiver 18499.
 Logs: ``.cache/chaos/run/logs/`` (functions, daprd) and ``.cache/chaos/logs/kafka.log``.
 
 Exit status: 0 when every invariant holds, 1 on any violation (each is printed), 2 on a setup error.
@@ -136,7 +138,7 @@ class Fault:
     duration: float = 0.0
 
 
-def schedule(seed: int, seconds: float, apps: list[str]) -> list[Fault]:
+def schedule(seed: int, seconds: float, apps: list[str], others: list[str] = []) -> list[Fault]:  # noqa: B006
     """The faults of one run, drawn from ``seed``. Counts are those of issue 13 at 5 minutes, scaled."""
     rng = random.Random(seed)
     scale = seconds / 300.0
@@ -145,7 +147,7 @@ def schedule(seed: int, seconds: float, apps: list[str]) -> list[Fault]:
     for _ in range(max(1, math.ceil(11 * scale))):
         faults.append(Fault(rng.uniform(lo, hi), "kill-kafka", "kafka"))
     # every consumer function and every sidecar at least once (at full length), tasks-api's app twice
-    procs = [f"{a}-{k}" for a in apps for k in ("app", "daprd")] + ["tasks-api-app", "tasks-api-app"]
+    procs = [f"{a}-{k}" for a in apps for k in ("app", "daprd")] + ["tasks-api-app", "tasks-api-app", *others]
     rng.shuffle(procs)
     n_kills = max(3, math.ceil(len(procs) * scale))
     for name in procs[:n_kills]:
@@ -166,6 +168,8 @@ def _kind(f: Fault) -> str:
         return "kill -9 tasks-api (during writes)"
     if f.target.endswith("-daprd"):
         return "kill -9 a daprd sidecar"
+    if not f.target.endswith("-app"):
+        return f"kill -9 {f.target}"
     return "kill -9 a consumer function"
 
 
@@ -302,6 +306,9 @@ def run(args: argparse.Namespace) -> int:
         pg_port=args.pg_port,
         run_bootstrap=not args.no_bootstrap,
         run_dir=CHAOS / "run",
+        otlp_grpc_port=args.port + 90,
+        otlp_http_port=args.port + 91,
+        collector_prometheus_port=args.port + 92,
     )
     receiver = Receiver(args.hook_port, lambda: json.loads(stack.secrets_file.read_text())["webhook-signing-key"])
     stop = threading.Event()
@@ -315,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
         record = Record()
         t0 = time.monotonic()
         end_wall = time.time() + seconds
-        faults = schedule(args.seed, seconds, [a for a in stack.apps])
+        others = [n for n in stack.processes() if n not in ("kafka",) and not n.endswith(("-app", "-daprd"))]
+        faults = schedule(args.seed, seconds, list(stack.apps), others)
         log(f"load: {args.workers} users for {seconds:.0f}s, seed {args.seed}, {len(faults)} faults scheduled")
         workers = [
             Worker(i, stack.api_url, os.environ["TASKFLOW_JWT_SECRET"], receiver.base_url, args.seed, record, stop,
@@ -341,10 +349,14 @@ def run(args: argparse.Namespace) -> int:
         load_end = time.monotonic()
         log("load stopped; draining")
         left: dict[str, int] = {}
+        said = 0.0
         while time.monotonic() < load_end + args.drain:
             left = chaos_invariants.pending(db, receiver)
             if not any(left.values()):
                 break
+            if time.monotonic() - said > 10:
+                log("still owed: " + ", ".join(f"{k} {n}" for k, n in left.items() if n))
+                said = time.monotonic()
             time.sleep(2)
         drain = time.monotonic() - load_end
         log(f"drained in {drain:.0f}s" if not any(left.values()) else f"not drained after {drain:.0f}s: {left}")
