@@ -942,7 +942,7 @@ def smoke_pod_manifest(name: str = "smoke", namespace: str = NAMESPACE) -> str:
 
 
 @dataclass
-class Cluster:
+class Cluster(procs.Lifecycle):
     """The node as a context manager: ``start()`` brings it up, ``stop()`` tears everything down."""
 
     port: int = field(default_factory=lambda: int(os.environ.get("PORT", "8080")))
@@ -974,26 +974,11 @@ class Cluster:
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
         return kubectl(*args, input=input, check=check, timeout=timeout)
 
-    def __enter__(self) -> Cluster:
-        self.start()
-        return self
+    # ---- lifecycle (start(), the context manager: procs.Lifecycle)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- lifecycle
-
-    def start(self) -> Cluster:
-        t0 = time.monotonic()
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        self._started = True
-        self.timings["cluster_up"] = time.monotonic() - t0
-        log(f"cluster up in {self.timings['cluster_up']:.1f}s")
-        return self
+    def _up(self, seconds: float) -> None:
+        self.timings["cluster_up"] = seconds
+        log(f"cluster up in {seconds:.1f}s")
 
     def check(self) -> list[str]:
         return [name for name, p in self.procs.items() if not p.alive()]
@@ -1537,40 +1522,23 @@ def main(argv: list[str] | None = None) -> int:
         taskflow=not (args.no_taskflow or args.node_only),
         run_bootstrap=not args.no_bootstrap,
     )
-    stopping = threading.Event()
 
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def smoke() -> int | None:
+        if not args.smoke:
+            return None
+        log(f"smoke pod Ready after {cluster.run_smoke_pod():.1f}s")
+        return 0
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        cluster.start()
-        if args.smoke:
-            log(f"smoke pod Ready after {cluster.run_smoke_pod():.1f}s")
-            cluster.stop()
-            return 0
-    except (ClusterError, bootstrap.BootstrapError, kafka_node.KafkaError) as e:
-        print(f"[cluster] ERROR: {e}", file=sys.stderr, flush=True)
-        cluster.stop()
-        return 1
-    except KeyboardInterrupt:
-        print("[cluster] interrupted during start; torn down", file=sys.stderr, flush=True)
-        return 130
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log(f"running; kubeconfig {ADMIN_KUBECONFIG}; Ctrl-C to stop")
-    rc = 0
-    while not stopping.wait(1.0):
-        dead = cluster.check()
-        if dead:
-            log(f"ERROR: {', '.join(dead)} exited; tearing down (logs in {LOGS})")
-            rc = 1
-            break
-    cluster.stop()
-    return rc
+    return procs.foreground(
+        cluster,
+        "cluster",
+        (ClusterError, bootstrap.BootstrapError, kafka_node.KafkaError),
+        cluster.check,
+        f"running; kubeconfig {ADMIN_KUBECONFIG}; Ctrl-C to stop",
+        LOGS,
+        log,
+        after_start=smoke,
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -241,3 +242,53 @@ class Lifecycle:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def foreground(
+    thing: Lifecycle,
+    name: str,
+    errors: tuple[type[BaseException], ...],
+    check: Callable[[], list[str]],
+    running: str,
+    logs: Path,
+    log: Callable[[str], None] = print,
+    after_start: Callable[[], int | None] | None = None,
+) -> int:
+    """Run ``thing`` in the foreground of a CLI until Ctrl-C or SIGTERM, or until ``check()`` names
+    processes that exited; then stop it. During ``start()`` SIGTERM behaves like Ctrl-C (``start()``
+    cleans up what it began). ``after_start`` may end the run at once with an exit code.
+    Returns the exit code: 0, 1 (an error or an exited process) or 130 (interrupted during start)."""
+    stopping = threading.Event()
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        thing.start()
+        if after_start is not None and (rc := after_start()) is not None:
+            thing.stop()
+            return rc
+    except errors as e:
+        print(f"[{name}] ERROR: {e}", file=sys.stderr, flush=True)
+        thing.stop()
+        return 1
+    except KeyboardInterrupt:
+        print(f"[{name}] interrupted during start; stopped", file=sys.stderr, flush=True)
+        return 130
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log(running)
+    rc = 0
+    while not stopping.wait(1.0):
+        dead = check()
+        if dead:
+            log(f"ERROR: {', '.join(dead)} exited; stopping (logs in {logs})")
+            rc = 1
+            break
+    log("stopping")
+    thing.stop()
+    return rc

@@ -37,10 +37,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -793,37 +791,15 @@ def main(argv: list[str] | None = None) -> int:
         collector_prometheus_port=args.collector_prometheus_port,
         database=args.database,
     )
-    stopping = threading.Event()
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
-
-    # during start, SIGTERM behaves like Ctrl-C: start() cleans up what it began
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        stack.start()
-    except (StackError, bootstrap.BootstrapError, kafka_node.KafkaError) as e:
-        print(f"[stack] ERROR: {e}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("[stack] interrupted during start; stopped", file=sys.stderr, flush=True)
-        return 130
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log("running; Ctrl-C to stop")
-    rc = 0
-    while not stopping.wait(1.0):
-        dead = [] if stack.supervise else stack.check()
-        if dead:
-            log(f"ERROR: {', '.join(dead)} exited; stopping the stack (see {LOGS})")
-            rc = 1
-            break
-    log("stopping")
-    stack.stop()
-    return rc
+    return procs.foreground(
+        stack,
+        "stack",
+        (StackError, bootstrap.BootstrapError, kafka_node.KafkaError),
+        lambda: [] if stack.supervise else stack.check(),
+        "running; Ctrl-C to stop",
+        stack.logs,
+        log,
+    )
 
 
 if __name__ == "__main__":
