@@ -50,6 +50,10 @@ _ERRORS = {
         "Invalid field, unknown field or bad query parameter, or a limit of the service reached "
         "(search length, page size, per-user open tasks or tags: the problem's limit member names it)"
     ),
+    "503": {
+        **_problem("Database or Dapr sidecar unreachable for a moment; retry (a create with its Idempotency-Key)"),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}},
+    },
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "Version of the task, for If-Match"}}
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
