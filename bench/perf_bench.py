@@ -200,7 +200,8 @@ def pgbench(url: str, script: str, seconds: int, clients: int) -> tuple[float, f
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
     os.chmod(f.name, 0o644)
-    env = dict(os.environ, PGPASSWORD=u.password or "")
+    # the app's connection settings (adapters/db.py): no parallel plans
+    env = dict(os.environ, PGPASSWORD=u.password or "", PGOPTIONS="-c max_parallel_workers_per_gather=0")
     out = subprocess.run(
         [
             "pgbench",
@@ -211,8 +212,6 @@ def pgbench(url: str, script: str, seconds: int, clients: int) -> tuple[float, f
             str(u.port or 5432),
             "-U",
             u.username or "",
-            "-d",
-            u.database or "",
             "-c",
             str(clients),
             "-j",
@@ -221,6 +220,7 @@ def pgbench(url: str, script: str, seconds: int, clients: int) -> tuple[float, f
             str(seconds),
             "-f",
             f.name,
+            u.database or "",
         ],
         env=env,
         capture_output=True,
@@ -234,7 +234,7 @@ def pgbench(url: str, script: str, seconds: int, clients: int) -> tuple[float, f
         if line.startswith("latency average"):
             lat = float(line.split()[3])
     if out.returncode:
-        print(out.stderr, file=sys.stderr)
+        print(out.stderr[-2000:], file=sys.stderr)
     return tps, lat
 
 
@@ -344,16 +344,22 @@ def lists_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
             base = server.base
             rows: list[dict[str, Any]] = []
 
-            def measure(name: str, fn: Callable[[httpx.Client, int], int], n: int, floor: str | None = None) -> None:
-                run_clients(base, dataset.USER, 2, None, 20, fn)  # warm up
+            def measure(
+                name: str,
+                fn: Callable[[httpx.Client, int], int],
+                n: int,
+                floor: str | None = None,
+                user: str = dataset.USER,
+            ) -> None:
+                run_clients(base, user, 2, None, 20, fn)  # warm up
                 cpu0 = server.cpu_seconds()
-                lat, failed = run_clients(base, dataset.USER, 2, None, n, fn)
+                lat, failed = run_clients(base, user, 2, None, n, fn)
                 cpu = (server.cpu_seconds() - cpu0) * 1000 / max(1, len(lat))
                 p50, p99 = pct(lat)
                 row = {"request": name, "p50_ms": p50, "p99_ms": p99, "failed": failed, "cpu_ms": round(cpu, 1)}
                 if floor is not None:
                     tps, avg = pgbench(url, floor, 5, 2)
-                    row |= {"sql_tps": round(tps), "sql_ms": round(avg, 2)}
+                    row |= {"sql_tps": round(tps) if tps == tps else None, "sql_ms": round(avg, 2)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 

@@ -32,6 +32,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--port", type=int, default=38080, help="tasks-api's port (the others follow it)")
+    ap.add_argument("--dapr-http-base", type=int, default=33500)
+    ap.add_argument("--dapr-grpc-base", type=int, default=33550)
+    ap.add_argument("--metrics-base", type=int, default=39190)
+    ap.add_argument("--database", default=None, help="a database of its own, recreated empty (default: the stack's)")
     args = ap.parse_args()
     import jwt
 
@@ -39,7 +44,14 @@ def main() -> None:
 
     os.environ.setdefault("TASKFLOW_LOG_LEVEL", "WARNING")
     t0 = time.perf_counter()
-    stack = Stack(port=38080, dapr_http_base=33500, dapr_grpc_base=33550, metrics_base=39190).start()
+    ports = {
+        "port": args.port,
+        "dapr_http_base": args.dapr_http_base,
+        "dapr_grpc_base": args.dapr_grpc_base,
+        "metrics_base": args.metrics_base,
+    }
+    db = {"database": args.database, "fresh_database": True} if args.database else {}
+    stack = Stack(**ports, **db).start()  # type: ignore[arg-type]
     start_s = time.perf_counter() - t0
     try:
         secrets = json.loads(SECRETS_FILE.read_text())
