@@ -364,7 +364,7 @@ def lists_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 print(json.dumps(row), flush=True)
 
             measure("GET /healthz", lambda c, i: c.get("/healthz").status_code, args.requests)
-            for name, query in LISTS.items():
+            for name, query in LISTS.items() if args.only != "writes" else ():
                 path = "/v1/tasks?" + query
                 measure(name, lambda c, i, p=path: c.get(p).status_code, args.requests, list_sql(url, query))
             page = httpx.get(base + "/v1/tasks?limit=200", headers={"Authorization": f"Bearer {token(dataset.USER)}"})
@@ -377,16 +377,20 @@ def lists_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 lambda c, i: c.patch(f"/v1/tasks/{ids[i % len(ids)]}", json={"title": f"Renamed {i}"}).status_code,
                 args.requests,
             )
-            measure("POST /v1/tasks", lambda c, i: c.post("/v1/tasks", json=task_body(i)).status_code, args.requests)
+            # creates by another user: ``bench`` has 80 000 open tasks, over the quota (docs/limits.md)
+            writer = "bench-writer"
+            new_task = lambda c, i: c.post("/v1/tasks", json=task_body(i)).status_code  # noqa: E731
+            measure("POST /v1/tasks", new_task, args.requests, user=writer)
             made = httpx.get(
                 base + "/v1/tasks?sort=-created_at&limit=200",
-                headers={"Authorization": f"Bearer {token(dataset.USER)}"},
+                headers={"Authorization": f"Bearer {token(writer)}"},
             ).json()["items"]
             fresh = [t["id"] for t in made]
             measure(
                 "POST /v1/tasks/{id}/complete",
                 lambda c, i: c.post(f"/v1/tasks/{fresh[i % len(fresh)]}/complete").status_code,
                 min(args.requests, len(fresh)),
+                user=writer,
             )
             out["lists"] = rows
         finally:
@@ -415,9 +419,15 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
             accepted_s = time.monotonic() - t0
             created = len(lat) - failed
             while True:
-                with engine.connect() as conn:
-                    audited = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
-                    pending = conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+                try:
+                    with engine.connect() as conn:
+                        audited = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+                        pending = conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+                except Exception as exc:  # the shared server restarted: note it, keep polling
+                    print(f"poll failed ({type(exc).__name__}); the figure includes the outage", flush=True)
+                    engine.dispose()
+                    time.sleep(1)
+                    continue
                 if audited >= created and pending == 0:
                     break
                 if time.monotonic() - t0 > args.seconds * 20:
@@ -457,7 +467,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400, help="requests per list variant")
     ap.add_argument("--clients", type=int, default=16, help="connections creating in the pipeline phase")
     ap.add_argument("--seconds", type=int, default=10, help="length of the create load")
-    ap.add_argument("--only", choices=["lists", "pipeline", "explain"])
+    ap.add_argument("--only", choices=["lists", "pipeline", "explain", "writes"])
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     out: dict[str, Any] = {}
@@ -466,7 +476,7 @@ def main() -> None:
         return
     if args.only in (None, "pipeline"):
         pipeline_phase(args, out)
-    if args.only in (None, "lists"):
+    if args.only in (None, "lists", "writes"):
         lists_phase(args, out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
