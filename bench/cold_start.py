@@ -165,6 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compare-telemetry", action="store_true", help="off vs on, and the added time")
+    parser.add_argument("--otlp", help="with --compare-telemetry: OTLP endpoint of 'on' (exporters loaded too)")
     parser.add_argument(
         "--against",
         metavar="CHECKOUT",
@@ -190,7 +191,7 @@ def main() -> int:
         }
         subprocess.run([sys.executable, "-m", "taskflow.cli", "migrate"], env=env, check=True, capture_output=True)
         if args.compare_telemetry:
-            _compare_telemetry(env, args.runs)
+            _compare_telemetry(env, args.runs, args.otlp)
             return 0
         if args.against:
             other = {**env, "PYTHONPATH": str(Path(args.against).resolve() / "shared")}
@@ -214,17 +215,22 @@ def main() -> int:
     return 0
 
 
-def _compare_telemetry(env: dict[str, str], runs: int) -> None:
-    """Both settings interleaved run by run, so that the machine's load drifts into both alike."""
-    print(f"{'function':<20}{'first ms (off)':>16}{'first ms (on)':>16}{'added ms':>10}   (median of {runs})")
+def _compare_telemetry(env: dict[str, str], runs: int, otlp: str | None) -> None:
+    """Both settings interleaved run by run, so that the machine's load drifts into both alike; wall
+    time to the first 200 and CPU of the whole process (start, first request, shutdown)."""
+    print(f"{'':<20}{'first 200, wall ms':>30}{'process CPU ms':>30}   (medians of {runs})")
+    print(f"{'function':<20}" + f"{'off':>10}{'on':>10}{'added':>10}" * 2)
     for name in (f.folder for f in FUNCTIONS):
-        off: list[float] = []
-        on: list[float] = []
+        runs_: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
         for _ in range(runs):
-            off.append(_run_once(name, {**env, "TASKFLOW_TELEMETRY": "off"}, True))
-            on.append(_run_once(name, {**env, "TASKFLOW_TELEMETRY": "on"}, True))
-        a, b = statistics.median(off), statistics.median(on)
-        print(f"{name:<20}{a:>16.0f}{b:>16.0f}{b - a:>10.0f}")
+            for mode in ("off", "on"):
+                extra = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp and mode == "on" else {}
+                runs_[mode].append(_run_once_cpu(name, {**env, "TASKFLOW_TELEMETRY": mode, **extra}, True))
+        row = ""
+        for i in (0, 1):
+            a, b = (statistics.median(r[i] for r in runs_[m]) for m in ("off", "on"))
+            row += f"{a:>10.0f}{b:>10.0f}{b - a:>10.0f}"
+        print(f"{name:<20}{row}", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap.bootstrap(["otelcol"])
     run_dir = args.out_dir.parent
     proc = spawn(run_dir, ports, run_dir / "logs" / "otelcol.log", fresh=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the collector too (it runs in a session of its own)
+
+    signal.signal(signal.SIGTERM, stop)
     print(
         f"collector: OTLP grpc 127.0.0.1:{ports.otlp_grpc}, http 127.0.0.1:{ports.otlp_http}; files in {args.out_dir}"
     )

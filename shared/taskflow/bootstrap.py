@@ -229,8 +229,10 @@ class Root:
                 return DaprWebhookSender(
                     self._sidecar(), s.webhook_binding, s.webhook_base_url, key, s.allow_loopback_webhooks
                 )
+            from taskflow import observability
             from taskflow.adapters.webhooks import DirectWebhookSender
 
+            observability.instrument_httpx()
             return DirectWebhookSender(key, s.allow_loopback_webhooks)
 
         return self.component("webhooks", build)

@@ -122,7 +122,6 @@ def setup(service_name: str | None = None, environ: Mapping[str, str] | None = N
 
 def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
     from opentelemetry import metrics, trace
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
@@ -137,7 +136,13 @@ def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(tracer_provider)
 
-    readers: list[MetricReader] = [PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False)]
+    readers: list[MetricReader] = []
+    if e.get("TASKFLOW_MODE", "embedded") != "dapr" or e.get("TASKFLOW_METRICS_PORT", "0") != "0":
+        # a /metrics endpoint will be served (embedded mode, or a function of the local stack); in
+        # the cluster (no port: the pod's one port is the app's) metrics leave by OTLP only
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        readers.append(PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False))
     if _otlp_endpoint(e, "METRICS"):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -146,7 +151,17 @@ def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval))
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
-    # Outgoing webhooks (httpx): client spans, and traceparent on the request.
+
+def instrument_httpx() -> None:
+    """Client spans and ``traceparent`` on outgoing webhooks sent with httpx (embedded mode's sender;
+    in Dapr mode the binding sends them and the sidecar call carries the context). Set up when the
+    sender is built, not at the first request: most functions never send one (cold start)."""
+    if setup():
+        _instrument_httpx_once()
+
+
+@functools.cache
+def _instrument_httpx_once() -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     HTTPXClientInstrumentor().instrument()
