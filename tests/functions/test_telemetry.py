@@ -26,7 +26,7 @@ from sqlalchemy import select
 from taskflow import events, observability
 from taskflow.adapters import tables
 from tests.conftest import TEST_SECRET, Clock, auth, token
-from tests.functions.test_consumers import Recorder
+from tests.functions.test_consumers import Receiver, Recorder, receiver  # noqa: F401 (a fixture)
 from tests.functions.test_tasks_api import create, iso
 
 TRACERESPONSE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[0-3]$")
@@ -354,3 +354,18 @@ def test_readyz_in_dapr_mode_reports_the_sidecar(make_app: Any) -> None:
         closed = s.getsockname()[1]
     resp = make_app(mode="dapr", dapr_http_port=closed).apps["tasks-api"].test_client().get("/readyz")
     assert resp.status_code == 503 and "sidecar" in resp.get_json()["detail"]
+
+
+def test_the_reminder_tick_trace_reaches_the_webhook(client: Any, app: Any, clock: Clock, receiver: str) -> None:  # noqa: F811
+    """reminder-dispatch -> reminder.due -> notifier -> the webhook request: one trace, whose
+    traceparent the user's endpoint receives."""
+    assert client.put("/v1/settings", json={"webhook_url": receiver}, headers=auth()).status_code == 200
+    create(client, title="Ping", due_at=iso(datetime.now(UTC) + timedelta(seconds=1)), reminders=[{"offset": "PT0S"}])
+    clock.advance(seconds=1.2)
+    header, trace_id, _ = traceparent()
+    hdrs = {"content-type": "application/json", "traceparent": header}
+    assert app.apps["reminder-dispatch"].test_client().post("/cron", data=b"", headers=hdrs).get_json()["fired"] == 1
+    app.bus.drain()
+    assert len(Receiver.received) == 1
+    sent = {k.lower(): v for k, v in Receiver.received[0][0].items()}
+    assert sent["traceparent"].split("-")[1] == trace_id
