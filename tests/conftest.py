@@ -91,11 +91,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
+def env(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path) -> str:
     for name in list(os.environ):
         if name.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TASKFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("TASKFLOW_EXPORTS_DIR", str(tmp_path / "exports"))  # embedded mode's object store
     monkeypatch.setenv("TASKFLOW_JWT_SECRET", TEST_SECRET)
     return db_url
 

@@ -47,8 +47,9 @@ CONSUMERS = {  # app-id -> (topic, route, routing-rule match or None)
     "notifier": ("reminders", "/events/reminders", None),
     "recurrence": ("task-events", "/events/task-completed", 'event.type == "com.taskflow.task.completed.v1"'),
     "audit": ("task-events", "/events/task-events", None),
+    "exports": ("exports", "/events/exports", None),
 }
-CRON_FUNCTIONS = ("event-fanout", "reminder-dispatch")
+CRON_FUNCTIONS = ("event-fanout", "reminder-dispatch", "exports")
 KNATIVE_RESERVED_PORTS = {"8012", "8013", "8022", "9090", "9091"}
 
 #: Secret values passed with --set-string; they may appear only base64-encoded in Secret data.
@@ -725,8 +726,8 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
     else:
         if sources:
             errors.append("eventDelivery=dapr must render no KafkaSource or PingSource")
-        if {c["metadata"]["name"] for c in crons} != {"fanout-cron", "reminder-cron"}:
-            errors.append("eventDelivery=dapr needs the cron bindings fanout-cron and reminder-cron")
+        if {c["metadata"]["name"] for c in crons} != {"fanout-cron", "reminder-cron", "exports-cron"}:
+            errors.append("eventDelivery=dapr needs the cron bindings fanout-cron, reminder-cron and exports-cron")
         for c in crons:
             meta = {i["name"]: i.get("value") for i in c["spec"]["metadata"]}
             if meta.get("route") != "/cron" or meta.get("direction") != "input":

@@ -96,8 +96,10 @@ HEAP = "-Xmx512m"
 TOPICS: dict[str, int] = {
     "task-events": 3,
     "reminders": 3,
+    "exports": 1,
     "task-events-dlq": 1,
     "reminders-dlq": 1,
+    "exports-dlq": 1,
 }
 
 

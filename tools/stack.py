@@ -17,7 +17,7 @@ Order of ``start()``: bootstrap (daprd, helm, Kafka jars) -> PostgreSQL (``pg_ct
 start``, role + database ``taskflow`` with a generated password) -> Kafka + topics -> migrations
 (``python -m taskflow.cli migrate`` with TASKFLOW_DATABASE_URL for that process only) -> secrets file +
 rendered Dapr resources -> the OpenTelemetry Collector (tools/otelcol.py; spans and metrics of every
-function and daprd as JSON lines in ``.cache/run/telemetry/{traces,metrics}.jsonl``) -> the six
+function and daprd as JSON lines in ``.cache/run/telemetry/{traces,metrics}.jsonl``) -> the seven
 functions (``functions-framework``) and their sidecars -> wait for every ``/v1.0/healthz`` and app
 ``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log`` (the functions' as JSON lines), ``otelcol.log``.
 Secret values are written to a 0600 file and never printed.
@@ -178,7 +178,7 @@ class Stack(procs.Lifecycle):
     """The local stack as a context manager. All arguments are optional.
 
     functions_dir: where ``<folder>/main.py`` live (default: the repository's ``functions/``).
-    only: app-ids to start (default: all six).
+    only: app-ids to start (default: all seven).
     port: tasks-api's app port (default ``$PORT`` or 8080); other apps use port+1.. port+5.
     dapr_http_base / dapr_grpc_base / metrics_base: first sidecar ports (3500, 3550, 9190).
     app_metrics_base: first function's own Prometheus endpoint (9464; TASKFLOW_METRICS_PORT of each).
@@ -744,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start everything in the foreground")
     up.add_argument("--functions-dir", type=Path, default=REPO / "functions")
-    up.add_argument("--only", action="append", help="app-id to start (repeatable); default all six")
+    up.add_argument("--only", action="append", help="app-id to start (repeatable); default all seven")
     up.add_argument("--no-migrate", action="store_true", help="skip python -m taskflow.cli migrate")
     up.add_argument("--no-bootstrap", action="store_true", help="skip tools/bootstrap.py")
     up.add_argument("--keep-kafka", action="store_true", help="leave Kafka running on exit")

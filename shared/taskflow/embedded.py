@@ -46,7 +46,7 @@ def load_apps(root: Path) -> dict[str, Flask]:
 
 @dataclass
 class Embedded:
-    """All six functions in this process, sharing one composition root."""
+    """All seven functions in this process, sharing one composition root."""
 
     root: bootstrap.Root = field(default_factory=lambda: bootstrap.Root(config.load()))
     repo: Path = field(default_factory=repo_root)
@@ -89,6 +89,8 @@ class Embedded:
             s = self.root.settings
             self._timer("event-fanout", s.fanout_interval)
             self._timer("reminder-dispatch", s.reminder_interval)
+            # The exports function's housekeeping (expired exports), as its cron binding runs it.
+            self._timer("exports", float(self.root.environ.get("TASKFLOW_EXPORTS_INTERVAL") or 3600))
 
     def _mark_sent(self, event_ids: list[str]) -> None:
         outbox.mark_sent(self.root.uow(), self.root.clock, *event_ids)

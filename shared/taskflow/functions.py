@@ -19,4 +19,5 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("notifier", "notifier"),
     Function("recurrence", "recurrence"),
     Function("audit", "audit"),
+    Function("exports", "exports"),
 )

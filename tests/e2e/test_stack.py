@@ -34,8 +34,13 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 pytestmark = pytest.mark.e2e
 
-API_PORT = 18080
-HOOK_PORT = 18099
+# Ports and database of this suite's stack; a developer sharing the machine picks their own.
+API_PORT = int(os.environ.get("TASKFLOW_E2E_PORT", "18080"))
+HOOK_PORT = int(os.environ.get("TASKFLOW_E2E_HOOK_PORT", str(API_PORT + 19)))
+DAPR_HTTP_BASE = int(os.environ.get("TASKFLOW_E2E_DAPR_HTTP_BASE", "13500"))
+DAPR_GRPC_BASE = int(os.environ.get("TASKFLOW_E2E_DAPR_GRPC_BASE", "13550"))
+METRICS_BASE = int(os.environ.get("TASKFLOW_E2E_METRICS_BASE", "19190"))
+DATABASE = os.environ.get("TASKFLOW_E2E_DATABASE", "taskflow_e2e")
 JWT_SECRET = secrets.token_urlsafe(32)
 
 
@@ -72,14 +77,14 @@ def stack() -> Iterator[Any]:
     # fire a reminder, replay an idempotency record or relay an outbox row into these tests
     s = Stack(
         port=API_PORT,
-        dapr_http_base=13500,
-        dapr_grpc_base=13550,
-        metrics_base=19190,
-        app_metrics_base=19464,
-        otlp_grpc_port=14317,
-        otlp_http_port=14318,
-        collector_prometheus_port=18889,
-        database="taskflow_e2e",
+        dapr_http_base=DAPR_HTTP_BASE,
+        dapr_grpc_base=DAPR_GRPC_BASE,
+        metrics_base=METRICS_BASE,
+        app_metrics_base=int(os.environ.get("TASKFLOW_E2E_APP_METRICS_BASE", "19464")),
+        otlp_grpc_port=int(os.environ.get("TASKFLOW_E2E_OTLP_GRPC_PORT", "14317")),
+        otlp_http_port=int(os.environ.get("TASKFLOW_E2E_OTLP_HTTP_PORT", "14318")),
+        collector_prometheus_port=int(os.environ.get("TASKFLOW_E2E_COLLECTOR_PROM_PORT", "18889")),
+        database=DATABASE,
         fresh_database=True,
     )
     try:

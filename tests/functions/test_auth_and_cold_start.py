@@ -63,7 +63,7 @@ def test_jwks_tokens_with_issuer_and_audience(make_app: Any, jwks_url: str) -> N
 
 
 def test_importing_every_function_performs_no_io() -> None:
-    """Cold start: building the six apps opens no database connection and no sidecar client."""
+    """Cold start: building the seven apps opens no database connection and no sidecar client."""
     code = """
 import functions_framework, sys
 from taskflow import bootstrap

@@ -84,11 +84,18 @@ audit:
   topic: task-events
   route: /events/task-events
   bulk: true
+exports:
+  target: exports
+  trigger: topic
+  topic: exports
+  route: /events/exports
+  binding: exports-cron
+  scheduleKey: exports
 {{- end }}
 
 {{/* The app-ids in a fixed order. */}}
 {{- define "taskflow.appIds" -}}
-tasks-api event-fanout reminder-dispatch notifier recurrence audit
+tasks-api event-fanout reminder-dispatch notifier recurrence audit exports
 {{- end }}
 
 {{/* Knative min-scale of one function; call with (dict "ctx" $ "name" "audit"). */}}

@@ -26,8 +26,6 @@ MAX_CALENDAR = limits.CALENDAR.max
 
 RULES = [
     Rule("/v1/imports", endpoint="import_calendar", methods=["POST"]),
-]
-EXPORT_RULES = [
     Rule("/v1/exports", endpoint="export_create", methods=["POST"]),
     Rule("/v1/exports/<export_id>", endpoint="export_get", methods=["GET"]),
     Rule("/v1/downloads/<path:key>", endpoint="download", methods=["GET"]),

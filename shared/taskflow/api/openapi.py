@@ -26,6 +26,8 @@ _MODELS: list[type[BaseModel]] = [
     signin.DevTokenRequest,
     signin.DevToken,
     data_routes.ImportReport,
+    data_routes.ExportRequest,
+    data_routes.ExportStatus,
 ]
 
 
@@ -262,6 +264,46 @@ def document() -> dict[str, Any]:
                         },
                     },
                 }
+            },
+            "/v1/exports": {
+                "post": _op(
+                    "Request an export of all your data (ics: tasks as iCalendar VTODOs; json: tasks, notifications, "
+                    "settings and full history); it is written asynchronously",
+                    {
+                        "202": {
+                            "description": "Accepted: poll the Location",
+                            "content": _json(data_routes.ExportStatus),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        }
+                    },
+                    body=data_routes.ExportRequest,
+                )
+            },
+            "/v1/exports/{export_id}": {
+                "get": _op(
+                    "An export: pending, ready with a download URL valid for 15 minutes, or failed with a reason; "
+                    "exports are deleted after 7 days",
+                    {"200": {"description": "The export", "content": _json(data_routes.ExportStatus)}},
+                    params=[{"name": "export_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                )
+            },
+            "/v1/downloads/{key}": {
+                "get": _op(
+                    "Download an export through its signed, expiring URL (embedded mode; the stack and the cloud "
+                    "hand out presigned object-storage URLs instead)",
+                    {
+                        "200": {"description": "The export file"},
+                        "403": _problem("The link is invalid or has expired"),
+                        "404": _problem("The export no longer exists"),
+                    },
+                    params=[
+                        {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "filename", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "expires", "in": "query", "required": True, "schema": {"type": "integer"}},
+                        {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    public=True,
+                )
             },
             "/v1/auth/options": {
                 "get": _op(
