@@ -53,6 +53,7 @@ from taskflow import functions as catalogue  # noqa: E402
 
 import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
+import moto_node  # noqa: E402
 import otelcol  # noqa: E402
 import procs  # noqa: E402
 from procs import Proc, Supervised, Supervisor  # noqa: E402
@@ -210,6 +211,7 @@ class Stack(procs.Lifecycle):
     otlp_grpc_port: int = 4317
     otlp_http_port: int = 4318
     collector_prometheus_port: int = 8889
+    moto_port: int = field(default_factory=lambda: moto_node.DEFAULT_PORT)
     migrate: bool = True
     database: str = PG_DB
     fresh_database: bool = False
@@ -229,6 +231,8 @@ class Stack(procs.Lifecycle):
     kafka: Proc | None = field(default=None, init=False)
     collector: Proc | None = field(default=None, init=False)
     helpers: dict[str, tuple[Callable[[], Proc], Proc]] = field(default_factory=dict, init=False)
+    moto: Proc | None = field(default=None, init=False)
+    aws: moto_node.Credentials = field(default_factory=moto_node.Credentials.generate, init=False)
     _kafka_started: bool = field(default=False, init=False)
     _pg_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
@@ -292,6 +296,9 @@ class Stack(procs.Lifecycle):
         if self.collector is not None:  # after the apps and sidecars: their last exports land
             procs.stop([self.collector], timeout=10, log=log)
             self.collector = None
+        if self.moto is not None:
+            procs.stop([self.moto], timeout=10, log=log)
+            self.moto = None
         if self._kafka_started and self.stop_kafka:
             kafka_node.stop()
             self._kafka_started = False
@@ -335,6 +342,8 @@ class Stack(procs.Lifecycle):
             dead.append("kafka")
         if self.collector is not None and not self.collector.alive():
             dead.append("otelcol")
+        if self.moto is not None and not self.moto.alive():
+            dead.append("moto")
         return dead
 
     def processes(self) -> dict[str, Proc]:
@@ -347,6 +356,8 @@ class Stack(procs.Lifecycle):
             out["kafka"] = self.kafka
         if self.collector is not None:
             out["otelcol"] = self.collector
+        if self.moto is not None:
+            out["moto"] = self.moto
         return out
 
     def _supervise(self) -> None:
@@ -382,6 +393,14 @@ class Stack(procs.Lifecycle):
                 return self.collector
 
             self.supervisor.add(Supervised("otelcol", collector, self.collector))
+        if self.moto is not None:
+
+            def moto() -> Proc:
+                self._start_moto()  # in memory: the bucket and the secrets are created again
+                assert self.moto is not None
+                return self.moto
+
+            self.supervisor.add(Supervised("moto", moto, self.moto))
         if self._pg_started:
             port = self.pg_port
             self.supervisor.add(
@@ -417,6 +436,8 @@ class Stack(procs.Lifecycle):
         ]
         if self.telemetry:
             busy += [f"otelcol:{p}" for p in self.collector_ports.all() if _port_open(p)]
+        if _port_open(self.moto_port):
+            busy.append(f"moto:{self.moto_port}")
         if busy:
             raise StackError(f"ports already in use: {', '.join(busy)} (another stack running? set PORT)")
         if self.run_bootstrap:
@@ -438,6 +459,9 @@ class Stack(procs.Lifecycle):
             "TASKFLOW_KAFKA_BROKERS": kafka_node.BOOTSTRAP,
             "TASKFLOW_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.otlp_grpc_port}",
             "TASKFLOW_TRACE_SAMPLING": "1" if self.telemetry else "0",
+            "TASKFLOW_AWS_ENDPOINT": moto_node.endpoint(self.moto_port),
+            "TASKFLOW_AWS_REGION": moto_node.REGION,
+            "TASKFLOW_S3_BUCKET": moto_node.BUCKET,
         }
         resources, config = render_dapr(render_env, dest=self.dapr_run)
         self._audit_endpoint(resources)
@@ -446,6 +470,7 @@ class Stack(procs.Lifecycle):
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.telemetry:
             self._start_collector()
+        self._start_moto()
         for a in self.apps.values():
             self._start_app(a)
         for a in self.apps.values():
@@ -462,6 +487,17 @@ class Stack(procs.Lifecycle):
                 raise StackError(f"the OpenTelemetry Collector did not start:\n{self.collector.tail()}")
             time.sleep(0.2)
         log(f"OpenTelemetry Collector up in {time.monotonic() - t0:.1f}s (writing {self.telemetry_dir})")
+
+    def _start_moto(self) -> None:
+        """moto's S3 and Secrets Manager on loopback, with the bucket and the S3 credentials in it."""
+        t0 = time.monotonic()
+        self.moto = moto_node.spawn(self.moto_port, self.logs / "moto.log")
+        try:
+            moto_node.wait_ready(self.moto_port, self.moto)
+            moto_node.prepare(self.moto_port, self.aws)
+        except Exception as exc:
+            raise StackError(f"moto did not start: {exc}\n{self.moto.tail()}") from exc
+        log(f"moto (S3, Secrets Manager) up on {moto_node.endpoint(self.moto_port)} in {time.monotonic() - t0:.1f}s")
 
     def _app_metrics_port(self, a: App) -> int:
         return self.app_metrics_base + a.spec.index
@@ -584,6 +620,7 @@ scopes:
     def _start_daprd(self, a: App, resources: Path, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
         env["APP_API_TOKEN"] = self.app_api_token
+        env.update(self.aws.env())  # the Secrets Manager component's credentials (AWS SDK default chain)
         cmd = [
             str(DAPRD),
             "--app-id",
@@ -675,6 +712,12 @@ scopes:
         print(
             f"Dapr:       resources {self.dapr_run / 'resources'}, config {self.dapr_run / 'config.yaml'}", flush=True
         )
+        if self.moto is not None:
+            print(
+                f"moto:       {moto_node.endpoint(self.moto_port)} (S3 bucket {moto_node.BUCKET}, Secrets Manager); "
+                f"log {self.logs / 'moto.log'}",
+                flush=True,
+            )
         if self.collector is not None:
             p = self.collector_ports
             print(

@@ -9,6 +9,7 @@ from taskflow import bootstrap, events, telemetry
 from taskflow.api.consumers import consume, guarded
 from taskflow.api.http import HttpError, json_response
 from taskflow.observability import configure_logging, served
+from taskflow.service_layer import archive
 from taskflow.service_layer import audit as audit_trail
 
 configure_logging()
@@ -20,7 +21,12 @@ def _history(root: bootstrap.Root, request: Request, task_id: str) -> Response:
     owner = request.args.get("owner")
     if not owner:
         raise HttpError(422, "Missing owner", "history needs ?owner=<user id>")
-    return json_response({"items": audit_trail.history(root.uow(), owner, task_id)})
+    items = audit_trail.history(root.uow(), owner, task_id)
+    body: dict[str, object] = {"items": items}
+    before = archive.archived_before(root.uow(), owner, task_id)
+    if before is not None:
+        body["archived_before"] = before  # older entries live in the audit archive (object storage)
+    return json_response(body)
 
 
 @functions_framework.http

@@ -20,7 +20,7 @@ class DaprObjectStore:
         )
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._invoke("create", key, data, contentType=content_type)
+        self._invoke("create", key, data, **{"Content-Type": content_type})
 
     def get(self, key: str) -> bytes:
         try:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from taskflow.adapters.tables import audit_archive, audit_archive_tasks, audit_log, exports, task_imports
 
@@ -83,13 +82,11 @@ class DataRepository:
 
     def record_archive(self, manifest: dict[str, Any], tasks: Sequence[dict[str, Any]]) -> bool:
         """Write the manifest row of a verified object and its task index; False when already recorded."""
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(audit_archive).values(**manifest))
-                if tasks:
-                    self.conn.execute(insert(audit_archive_tasks), list(tasks))
-        except IntegrityError:
+        if self.archive_recorded(manifest["object_key"]) is not None:
             return False
+        self.conn.execute(insert(audit_archive).values(**manifest))
+        if tasks:
+            self.conn.execute(insert(audit_archive_tasks), list(tasks))
         return True
 
     def delete_audit(self, event_ids: Sequence[str]) -> int:

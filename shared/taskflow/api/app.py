@@ -355,7 +355,10 @@ def _history(call: Call, task_id: str) -> Response:
         raise HttpError(502, "Bad gateway", "the audit service did not answer", slug="upstream") from exc
     if status != 200 or not isinstance(body, dict):
         raise HttpError(502, "Bad gateway", f"the audit service answered {status}", slug="upstream")
-    return json_response({"items": body.get("items", [])})
+    out: dict[str, Any] = {"items": body.get("items", [])}
+    if body.get("archived_before"):
+        out["archived_before"] = body["archived_before"]  # older entries were moved to the audit archive
+    return json_response(out)
 
 
 def _tags(call: Call) -> Response:
