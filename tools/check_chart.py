@@ -58,6 +58,8 @@ SENTINELS: dict[str, str] = {
     "secrets.jwtSecret": "tfsentinel-jwt-3c9d",
     "secrets.webhookSigningKey": "tfsentinel-webhook-5e1a",
     "secrets.appApiToken": "tfsentinel-apptoken-77b0",
+    "secrets.s3AccessKey": "tfsentinel-sthreeaccess-5b21",
+    "secrets.s3SecretKey": "tfsentinel-sthreesecret-9d04",
     "postgresql.auth.password": "tfsentinel-pgpass-4d2e",
     "kafka.auth.saslUsername": "tfsentinel-kafkauser-19aa",
     "kafka.auth.saslPassword": "tfsentinel-kafkapass-62cc",
@@ -682,6 +684,7 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
     for cname, ctype in (("taskflow-config", "configuration.postgresql"), ("taskflow-webhook", "bindings.http")):
         if (components.get(cname) or {}).get("spec", {}).get("type") != ctype:
             errors.append(f"Component {cname} ({ctype}) missing")
+    errors += _check_object_store(components)
     crons = [c for c in components.values() if c["spec"]["type"] == "bindings.cron"]
     subs = _find(objs, "Subscription", "dapr.io/")
     sources = _find(objs, "KafkaSource") + _find(objs, "PingSource")
@@ -769,6 +772,31 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
         errors.append("migration hook Job missing")
     if not [o for o in _find(objs, "Pod") if (o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]:
         errors.append("helm test Pod missing")
+    return errors
+
+
+def _check_object_store(components: dict[str, Any]) -> list[str]:
+    """The S3 binding of exports and the audit archive, its keys by secretKeyRef from a secret store
+    the chart knows (Kubernetes, or the AWS Secrets Manager component it renders)."""
+    errors: list[str] = []
+    s3 = components.get("taskflow-objects")
+    if not s3 or s3["spec"]["type"] != "bindings.aws.s3":
+        return ["Component taskflow-objects (bindings.aws.s3) missing"]
+    if sorted(s3.get("scopes") or []) != ["exports", "tasks-api"]:
+        errors.append("taskflow-objects must be scoped to tasks-api (presign) and exports")
+    meta = {i["name"]: i for i in s3["spec"]["metadata"]}
+    if not (meta.get("bucket") or {}).get("value") or (meta.get("direction") or {}).get("value") != "output":
+        errors.append("taskflow-objects needs a bucket and direction output")
+    store = (s3.get("auth") or {}).get("secretStore")
+    for key in ("accessKey", "secretKey"):
+        if key in meta and "secretKeyRef" not in meta[key]:
+            errors.append(f"taskflow-objects: {key} must come from a secretKeyRef, never a value")
+    if store != "kubernetes":
+        aws = components.get(store or "")
+        if not aws or aws["spec"]["type"] != "secretstores.aws.secretmanager":
+            errors.append(f"taskflow-objects reads its keys from {store!r}, which is no AWS Secrets Manager component")
+        elif any(i["name"] in ("accessKey", "secretKey") for i in aws["spec"]["metadata"]):
+            errors.append(f"{store}: no static keys (the sidecar authenticates with the AWS default chain)")
     return errors
 
 
