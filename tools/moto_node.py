@@ -4,10 +4,11 @@ real HTTP implementation of the S3 and Secrets Manager APIs, on loopback.
 
     python tools/moto_node.py run [--port 5000]      # foreground, bucket and secrets created
 
-The stack (tools/stack.py) starts it as one more supervised process, creates the bucket the
-``bindings.aws.s3`` component writes to, and puts the S3 credentials into Secrets Manager, from
-where daprd's ``secretstores.aws.secretmanager`` component hands them to the binding. moto keeps
-everything in memory: ``prepare`` runs again after every (re)start.
+The stack (tools/stack.py) starts it as one more supervised process and creates the bucket the
+``bindings.aws.s3`` component writes to (its keys are in the stack's local secret store). moto
+keeps everything in memory: ``prepare`` runs again after every (re)start. ``prepare`` also stores
+the keys in moto's Secrets Manager, for a daprd built with ``allcomponents`` (where
+``secretstores.aws.secretmanager`` is registered) and for the tests' own checks.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Credentials:
         return cls("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
 
     def env(self) -> dict[str, str]:
-        """For daprd: the AWS SDK's default chain reads them (the Secrets Manager component)."""
+        """The AWS SDK's default chain reads these (a daprd with the Secrets Manager component)."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": REGION}
 
 

@@ -396,7 +396,7 @@ class Stack(procs.Lifecycle):
         if self.moto is not None:
 
             def moto() -> Proc:
-                self._start_moto()  # in memory: the bucket and the secrets are created again
+                self._start_moto()  # in memory: the bucket is created again
                 assert self.moto is not None
                 return self.moto
 
@@ -489,7 +489,7 @@ class Stack(procs.Lifecycle):
         log(f"OpenTelemetry Collector up in {time.monotonic() - t0:.1f}s (writing {self.telemetry_dir})")
 
     def _start_moto(self) -> None:
-        """moto's S3 and Secrets Manager on loopback, with the bucket and the S3 credentials in it."""
+        """moto's S3 on loopback, with the bucket the binding writes to."""
         t0 = time.monotonic()
         self.moto = moto_node.spawn(self.moto_port, self.logs / "moto.log")
         try:
@@ -540,6 +540,8 @@ scopes:
         if os.environ.get("TASKFLOW_JWT_SECRET"):
             data["jwt-secret"] = os.environ["TASKFLOW_JWT_SECRET"]
         data.setdefault("webhook-signing-key", secrets.token_urlsafe(32))
+        data["s3-access-key"] = self.aws.access_key  # moto's S3: random per run (moto accepts any key)
+        data["s3-secret-key"] = self.aws.secret_key
         tmp = self.secrets_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -620,7 +622,6 @@ scopes:
     def _start_daprd(self, a: App, resources: Path, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
         env["APP_API_TOKEN"] = self.app_api_token
-        env.update(self.aws.env())  # the Secrets Manager component's credentials (AWS SDK default chain)
         cmd = [
             str(DAPRD),
             "--app-id",
@@ -714,7 +715,7 @@ scopes:
         )
         if self.moto is not None:
             print(
-                f"moto:       {moto_node.endpoint(self.moto_port)} (S3 bucket {moto_node.BUCKET}, Secrets Manager); "
+                f"moto:       {moto_node.endpoint(self.moto_port)} (S3 bucket {moto_node.BUCKET}); "
                 f"log {self.logs / 'moto.log'}",
                 flush=True,
             )

@@ -570,8 +570,6 @@ def _ready_export(api: httpx.Client, fmt: str) -> dict[str, Any]:
 
 
 def test_an_export_lands_in_s3_and_downloads_through_a_presigned_url(stack: Any, api: httpx.Client) -> None:
-    import hashlib as _hashlib
-
     api.post("/v1/tasks", json={"title": "exported through daprd", "due_at": "2030-01-01T09:00:00Z"})
     done = _ready_export(api, "ics")
     url = done["download_url"]
@@ -580,7 +578,7 @@ def test_an_export_lands_in_s3_and_downloads_through_a_presigned_url(stack: Any,
     assert body.status_code == 200
     assert b"SUMMARY:exported through daprd" in body.content
     s3 = _aws(stack, "s3")
-    prefix = "exports/" + _hashlib.sha256(api.user.encode()).hexdigest()[:32] + "/"  # type: ignore[attr-defined]
+    prefix = "exports/" + hashlib.sha256(api.user.encode()).hexdigest()[:32] + "/"  # type: ignore[attr-defined]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="taskflow-objects", Prefix=prefix).get("Contents", [])]
     assert keys == [f"{prefix}{done['id']}/taskflow-tasks.ics"]
     stored = s3.get_object(Bucket="taskflow-objects", Key=keys[0])
@@ -604,16 +602,133 @@ def test_a_json_export_round_trips_through_import_in_the_stack(stack: Any, api: 
         assert [t["tags"] for t in other.get("/v1/tasks").json()["items"]] == [["e2e"]]
 
 
-def test_the_s3_binding_takes_its_credentials_from_secrets_manager(stack: Any) -> None:
-    """daprd reads the S3 keys from Secrets Manager (moto); the functions never see them."""
-    import hashlib as _hashlib
-
-    sm = _aws(stack, "secretsmanager")
-    assert sm.get_secret_value(SecretId="s3-access-key")["SecretString"] == stack.aws.access_key
-    sidecar = stack.apps["exports"].dapr_http_url
-    got = httpx.get(f"{sidecar}/v1.0/secrets/taskflow-aws-secrets/s3-secret-key", timeout=10).json()
-    digest = _hashlib.sha256(got["s3-secret-key"].encode()).hexdigest()
-    assert digest == _hashlib.sha256(stack.aws.secret_key.encode()).hexdigest()
+def test_the_s3_bindings_keys_come_from_the_secret_store_not_the_functions_environment(stack: Any) -> None:
+    """daprd resolves the binding's keys (secretKeyRef) from the secret store; no function sees them."""
+    secrets_file = json.loads(stack.secrets_file.read_text())
+    assert secrets_file["s3-secret-key"] == stack.aws.secret_key
     for app in stack.apps.values():
         environ = Path(f"/proc/{app.app.popen.pid}/environ").read_bytes()
         assert stack.aws.secret_key.encode() not in environ
+    sidecar = stack.apps["exports"].dapr_http_url
+    meta = httpx.get(f"{sidecar}/v1.0/metadata", timeout=10).json()
+    assert {"name": "taskflow-objects", "type": "bindings.aws.s3"}.items() <= next(
+        c for c in meta["components"] if c["name"] == "taskflow-objects"
+    ).items()
+
+
+def test_the_audit_archive_moves_old_rows_to_s3_and_a_moto_outage_loses_and_duplicates_nothing(
+    stack: Any, api: httpx.Client, db: Any
+) -> None:
+    """Through the exports function's cron route, its daprd's S3 binding and moto; checked with boto3."""
+    import socket
+
+    from taskflow.service_layer import archive
+
+    import moto_node
+
+    db.dispose()  # an earlier test restarted PostgreSQL: drop pooled connections from before
+    tasks = [api.post("/v1/tasks", json={"title": f"archived {i}"}).json()["id"] for i in range(3)]
+    for t in tasks:
+        api.post(f"/v1/tasks/{t}/complete")
+    user = api.user  # type: ignore[attr-defined]
+
+    def audit_ids() -> set[str]:
+        with db.connect() as conn:
+            q = text("SELECT event_id FROM audit_log WHERE owner_id = :o")
+            return set(conn.execute(q, {"o": user}).scalars())
+
+    everything = eventually(lambda: (ids := audit_ids()) and len(ids) == 6 and ids)
+    with db.begin() as conn:  # these rows are 200 days old now; nothing else in this database is
+        conn.execute(text("UPDATE audit_log SET time = time - interval '200 days' WHERE owner_id = :o"), {"o": user})
+
+    def configure(batch: int, max_objects: int) -> None:
+        with db.begin() as conn:
+            conn.execute(
+                text("DELETE FROM taskflow_config WHERE key IN ('audit_archive_batch', 'audit_archive_max_objects')")
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO taskflow_config (key, value, version) VALUES ('audit_archive_batch', :b, '1'), "
+                    "('audit_archive_max_objects', :m, '1')"
+                ),
+                {"b": str(batch), "m": str(max_objects)},
+            )
+        time.sleep(3)  # the configuration subscription delivers the change
+
+    def tick() -> httpx.Response:
+        headers = {"dapr-api-token": stack.app_api_token, "content-type": "application/json"}
+        return httpx.post(f"{stack.apps['exports'].app_url}/cron", headers=headers, timeout=120)
+
+    def manifest() -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text("SELECT * FROM audit_archive ORDER BY created_at"))]
+
+    s3 = _aws(stack, "s3")
+
+    def checked_rows(entry: dict[str, Any]) -> list[str]:
+        body = s3.get_object(Bucket=moto_node.BUCKET, Key=entry["object_key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+        rows = archive.decode(body)
+        assert len(rows) == entry["rows"]
+        return [r["event_id"] for r in rows]
+
+    try:
+        configure(batch=2, max_objects=1)
+        first = tick()
+        assert first.status_code == 200, first.text
+        assert first.json()["archived_rows"] == 2
+        [one] = manifest()
+        assert one["object_key"].startswith("audit/") and one["object_key"].endswith(".jsonl.gz")
+        archived = checked_rows(one)  # read now: moto keeps objects in memory only
+        assert audit_ids() == everything - set(archived)
+
+        # moto goes down (and its port refuses to serve) while the next run has four rows to move
+        configure(batch=2, max_objects=3)
+        stack.moto.popen.kill()
+        stack.moto.popen.wait(10)
+        hold = socket.socket()
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.bind(("127.0.0.1", stack.moto_port))
+        hold.listen(16)
+        stop = threading.Event()
+
+        def refuse() -> None:
+            hold.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = hold.accept()
+                    conn.close()
+                except OSError:
+                    continue
+
+        threading.Thread(target=refuse, daemon=True).start()
+        try:
+            failed = tick()
+            assert failed.status_code >= 500
+            assert audit_ids() == everything - set(archived)  # nothing deleted
+            assert len(manifest()) == 1  # nothing recorded
+        finally:
+            stop.set()
+            hold.close()
+
+        # the supervisor brings moto back (empty: the bucket and the secrets are created again)
+        def moto_back() -> bool:
+            try:
+                return moto_node.BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+            except Exception:
+                return False
+
+        eventually(moto_back, timeout=90)
+        done = eventually(lambda: (r := tick()).status_code == 200 and r.json(), timeout=60)
+        assert done["archived_rows"] == 4
+        later = manifest()[1:]
+        archived += [e for entry in later for e in checked_rows(entry)]
+        assert sorted(archived) == sorted(everything)  # every row exactly once
+        assert audit_ids() == set()
+        history = api.get(f"/v1/tasks/{tasks[0]}/history").json()
+        assert history["items"] == [] and history["archived_before"]
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("DELETE FROM taskflow_config WHERE key IN ('audit_archive_batch', 'audit_archive_max_objects')")
+            )
