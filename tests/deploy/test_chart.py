@@ -203,6 +203,45 @@ def test_kafka_sink_credentials_are_rendered_in_eventing_kafkas_format() -> None
     assert sinks and all(o["spec"]["auth"]["secret"]["ref"]["name"] == secret["metadata"]["name"] for o in sinks)
 
 
+def _components(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == "Component"}
+
+
+def test_the_object_store_binding_for_s3_spaces_and_gcs() -> None:
+    """No bucket, no binding; with one, bindings.aws.s3 with keys from the Kubernetes Secret."""
+    assert "taskflow-objects" not in _components(cc.parse(cc.render_text(None)))
+    sets = {
+        "objectStore.bucket": "taskflow-data",
+        "objectStore.region": "fra1",
+        "objectStore.endpoint": "https://fra1.digitaloceanspaces.com",
+    }
+    comps = _components(cc.parse(cc.render_text(None, sets)))
+    s3 = comps["taskflow-objects"]
+    meta = {m["name"]: m for m in s3["spec"]["metadata"]}
+    assert s3["spec"]["type"] == "bindings.aws.s3" and s3["auth"]["secretStore"] == "kubernetes"
+    assert meta["endpoint"]["value"] == "https://fra1.digitaloceanspaces.com" and meta["region"]["value"] == "fra1"
+    assert meta["accessKey"]["secretKeyRef"] == {"name": "taskflow-secrets", "key": "s3-access-key"}
+    assert "taskflow-aws-secrets" not in comps
+    assert cc._check_object_store(comps) == []
+
+
+def test_values_cloud_takes_the_s3_keys_from_aws_secrets_manager() -> None:
+    comps = _components(cc.parse(cc.render_text("values-cloud.yaml")))
+    aws = comps["taskflow-aws-secrets"]
+    assert aws["spec"]["type"] == "secretstores.aws.secretmanager"
+    assert {m["name"] for m in aws["spec"]["metadata"]} == {"region"}  # no static keys: IRSA
+    s3 = comps["taskflow-objects"]
+    assert s3["auth"]["secretStore"] == "taskflow-aws-secrets"
+    meta = {m["name"]: m for m in s3["spec"]["metadata"]}
+    assert meta["secretKey"]["secretKeyRef"] == {"name": "s3-secret-key", "key": "s3-secret-key"}
+    assert cc._check_object_store(comps) == []
+    broken = copy.deepcopy(comps)
+    broken["taskflow-objects"]["spec"]["metadata"].append({"name": "accessKey", "value": "plain"})
+    del broken["taskflow-aws-secrets"]
+    findings = cc._check_object_store(broken)
+    assert any("secretKeyRef" in f for f in findings) and any("AWS Secrets Manager" in f for f in findings)
+
+
 # ---- the checks themselves must bite: break a rendered object, expect a finding ----
 
 
