@@ -111,6 +111,8 @@ def test_exports_and_downloads_are_per_user(app: Any, client: Any) -> None:
     tampered = {**{k: v[0] for k, v in query.items()}, "filename": "other.json"}
     assert client.get(url.path, query_string=tampered).status_code == 403
     assert client.get(url.path).status_code == 403
+    odd = {"filename": "x\u00e9", "expires": "9" * 30, "signature": "\u00e9\u00e9"}
+    assert client.get(url.path, query_string=odd).status_code == 403
     mallory = export(app, client, "json", "mallory")
     doc = json.loads(download(client, mallory["download_url"]).get_data())
     assert doc["tasks"] == [] and doc["history"] == []

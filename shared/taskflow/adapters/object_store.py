@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,7 @@ class LocalFolderStore:
 
     def verify(self, key: str, filename: str, expires: str, signature: str) -> bool:
         """True when the URL was signed here and has not expired."""
-        if not expires.isdigit() or int(expires) < self.clock().timestamp():
+        if not re.fullmatch(r"[0-9]{1,12}", expires) or int(expires) < self.clock().timestamp():
             return False
-        return hmac.compare_digest(self._signature(key, filename, int(expires)), signature)
+        expected = self._signature(key, filename, int(expires)).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
