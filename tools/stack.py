@@ -231,7 +231,6 @@ class Stack(procs.Lifecycle):
     kafka: Proc | None = field(default=None, init=False)
     collector: Proc | None = field(default=None, init=False)
     helpers: dict[str, tuple[Callable[[], Proc], Proc]] = field(default_factory=dict, init=False)
-    moto: Proc | None = field(default=None, init=False)
     aws: moto_node.Credentials = field(default_factory=moto_node.Credentials.generate, init=False)
     _kafka_started: bool = field(default=False, init=False)
     _pg_started: bool = field(default=False, init=False)
@@ -296,9 +295,6 @@ class Stack(procs.Lifecycle):
         if self.collector is not None:  # after the apps and sidecars: their last exports land
             procs.stop([self.collector], timeout=10, log=log)
             self.collector = None
-        if self.moto is not None:
-            procs.stop([self.moto], timeout=10, log=log)
-            self.moto = None
         if self._kafka_started and self.stop_kafka:
             kafka_node.stop()
             self._kafka_started = False
@@ -342,8 +338,6 @@ class Stack(procs.Lifecycle):
             dead.append("kafka")
         if self.collector is not None and not self.collector.alive():
             dead.append("otelcol")
-        if self.moto is not None and not self.moto.alive():
-            dead.append("moto")
         return dead
 
     def processes(self) -> dict[str, Proc]:
@@ -356,8 +350,6 @@ class Stack(procs.Lifecycle):
             out["kafka"] = self.kafka
         if self.collector is not None:
             out["otelcol"] = self.collector
-        if self.moto is not None:
-            out["moto"] = self.moto
         return out
 
     def _supervise(self) -> None:
@@ -393,14 +385,6 @@ class Stack(procs.Lifecycle):
                 return self.collector
 
             self.supervisor.add(Supervised("otelcol", collector, self.collector))
-        if self.moto is not None:
-
-            def moto() -> Proc:
-                self._start_moto()  # in memory: the bucket is created again
-                assert self.moto is not None
-                return self.moto
-
-            self.supervisor.add(Supervised("moto", moto, self.moto))
         if self._pg_started:
             port = self.pg_port
             self.supervisor.add(
@@ -470,7 +454,7 @@ class Stack(procs.Lifecycle):
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.telemetry:
             self._start_collector()
-        self._start_moto()
+        self.add_process("moto", self._start_moto)  # restarted by the supervisor: bucket created again
         for a in self.apps.values():
             self._start_app(a)
         for a in self.apps.values():
@@ -488,16 +472,17 @@ class Stack(procs.Lifecycle):
             time.sleep(0.2)
         log(f"OpenTelemetry Collector up in {time.monotonic() - t0:.1f}s (writing {self.telemetry_dir})")
 
-    def _start_moto(self) -> None:
-        """moto's S3 on loopback, with the bucket the binding writes to."""
+    def _start_moto(self) -> Proc:
+        """moto's S3 on loopback, with the bucket the binding writes to (moto keeps it in memory)."""
         t0 = time.monotonic()
-        self.moto = moto_node.spawn(self.moto_port, self.logs / "moto.log")
+        proc = moto_node.spawn(self.moto_port, self.logs / "moto.log")
         try:
-            moto_node.wait_ready(self.moto_port, self.moto)
+            moto_node.wait_ready(self.moto_port, proc)
             moto_node.prepare(self.moto_port, self.aws)
         except Exception as exc:
-            raise StackError(f"moto did not start: {exc}\n{self.moto.tail()}") from exc
-        log(f"moto (S3, Secrets Manager) up on {moto_node.endpoint(self.moto_port)} in {time.monotonic() - t0:.1f}s")
+            raise StackError(f"moto did not start: {exc}\n{proc.tail()}") from exc
+        log(f"moto (S3) up on {moto_node.endpoint(self.moto_port)} in {time.monotonic() - t0:.1f}s")
+        return proc
 
     def _app_metrics_port(self, a: App) -> int:
         return self.app_metrics_base + a.spec.index
@@ -713,7 +698,7 @@ scopes:
         print(
             f"Dapr:       resources {self.dapr_run / 'resources'}, config {self.dapr_run / 'config.yaml'}", flush=True
         )
-        if self.moto is not None:
+        if "moto" in self.helpers:
             print(
                 f"moto:       {moto_node.endpoint(self.moto_port)} (S3 bucket {moto_node.BUCKET}); "
                 f"log {self.logs / 'moto.log'}",

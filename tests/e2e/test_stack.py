@@ -684,8 +684,9 @@ def test_the_audit_archive_moves_old_rows_to_s3_and_a_moto_outage_loses_and_dupl
 
         # moto goes down (and its port refuses to serve) while the next run has four rows to move
         configure(batch=2, max_objects=3)
-        stack.moto.popen.kill()
-        stack.moto.popen.wait(10)
+        moto = stack.processes()["moto"]
+        moto.popen.kill()
+        moto.popen.wait(10)
         hold = socket.socket()
         hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         hold.bind(("127.0.0.1", stack.moto_port))
