@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt
@@ -22,7 +20,7 @@ from sqlalchemy import func, select
 from taskflow.adapters import tables
 from taskflow.api import app as api
 from taskflow.api.openapi import document
-from tests.conftest import TEST_SECRET, auth, token
+from tests.conftest import TEST_SECRET, auth, serve_jwks, token
 
 OWNER, OTHER, DELETED = "alice", "mallory", "carol"
 SECRET_TITLE = "alice-private-title"
@@ -219,23 +217,8 @@ def test_authorisation_matrix(make_app: Any, endpoint: str, method: str, rule: s
 @pytest.fixture
 def jwks_url() -> Iterator[str]:
     """A JWKS endpoint (a real HTTP server on loopback) publishing RSA_KEY's public half."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/jwks.json"
-    server.shutdown()
+    with serve_jwks(RSA_KEY.public_key()) as url:
+        yield url
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
