@@ -27,10 +27,16 @@ def fresh_database(name: str) -> str:
       END IF;
     END $$;
     ALTER ROLE taskflow_bench PASSWORD '{password}';
-    DROP DATABASE IF EXISTS {name};
+    DROP DATABASE IF EXISTS {name} WITH (FORCE);
     CREATE DATABASE {name} OWNER taskflow_bench;
     """
     subprocess.run(["su", "postgres", "-c", "psql -q -v ON_ERROR_STOP=1"], input=script, text=True, check=True)
+    return bench_url(name)
+
+
+def bench_url(name: str) -> str:
+    """The SQLAlchemy URL of bench database ``name`` (owned by the bench role)."""
+    password = os.environ.get("TASKFLOW_BENCH_PG_PASSWORD", "taskflow_bench")
     return f"postgresql+pg8000://taskflow_bench:{password}@127.0.0.1:5432/{name}"
 
 

@@ -12,11 +12,12 @@ date; zero to three tags out of eight.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
 
 from sqlalchemy import create_engine, text
+
+import common
 
 WORDS = [
     "report",
@@ -89,8 +90,7 @@ USER = "bench"
 
 
 def url_for(database: str) -> str:
-    password = os.environ.get("TASKFLOW_BENCH_PG_PASSWORD", "taskflow_bench")
-    return f"postgresql+pg8000://taskflow_bench:{password}@127.0.0.1:5432/{database}"
+    return common.bench_url(database)
 
 
 def _psql(script: str, database: str = "postgres") -> str:
@@ -117,20 +117,7 @@ def create(database: str, total: int = 1_000_000, mine: int = 100_000) -> str:
     """Create ``database`` with ``total`` tasks, ``mine`` of them for user ``bench``; its URL."""
     from taskflow.adapters import db
 
-    password = os.environ.get("TASKFLOW_BENCH_PG_PASSWORD", "taskflow_bench")
-    _psql(
-        f"""
-        DO $$ BEGIN
-          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'taskflow_bench') THEN
-            CREATE ROLE taskflow_bench LOGIN;
-          END IF;
-        END $$;
-        ALTER ROLE taskflow_bench PASSWORD '{password}';
-        DROP DATABASE IF EXISTS {database} WITH (FORCE);
-        CREATE DATABASE {database} OWNER taskflow_bench;
-        """
-    )
-    url = url_for(database)
+    url = common.fresh_database(database)
     engine = db.build_engine(url)
     db.migrate(engine)
     words = "ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "]"
