@@ -309,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
         otlp_grpc_port=args.port + 90,
         otlp_http_port=args.port + 91,
         collector_prometheus_port=args.port + 92,
+        moto_port=args.port + 93,  # the suite's own S3 stand-in, like its own broker and cluster
     )
     receiver = Receiver(args.hook_port, lambda: json.loads(stack.secrets_file.read_text())["webhook-signing-key"])
     stop = threading.Event()

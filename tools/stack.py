@@ -480,6 +480,8 @@ class Stack(procs.Lifecycle):
             moto_node.wait_ready(self.moto_port, proc)
             moto_node.prepare(self.moto_port, self.aws)
         except Exception as exc:
+            # never leave it behind: a moto that binds later would hold the port after the stack stops
+            procs.stop([proc], timeout=5, log=log)
             raise StackError(f"moto did not start: {exc}\n{proc.tail()}") from exc
         log(f"moto (S3) up on {moto_node.endpoint(self.moto_port)} in {time.monotonic() - t0:.1f}s")
         return proc
