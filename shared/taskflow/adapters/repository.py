@@ -220,13 +220,19 @@ class TaskRepository:
         if query.priority:
             where.append(tasks.c.priority.in_([model.Priority(p).rank for p in query.priority]))
         if query.tags:
-            # The user's tasks with these tags, read from the (owner_id, tag) index: as many rows as
-            # the tags have, not as many as the user has tasks (a per-task EXISTS probe read them all).
+            # The user's tasks with these tags, from the (owner_id, tag, task_id) index. All of several
+            # tags: one IN per tag, which PostgreSQL answers with a merge join of the tags' index-only
+            # scans (task ids in order) or probes along an ordered page, whichever is cheaper; the
+            # GROUP BY ... HAVING count(*) = n it replaces aggregated every entry of every tag.
             wanted = list(dict.fromkeys(query.tags))
-            tagged = select(task_tags.c.task_id).where(task_tags.c.owner_id == owner_id, task_tags.c.tag.in_(wanted))
-            if query.tag_mode != "any" and len(wanted) > 1:
-                tagged = tagged.group_by(task_tags.c.task_id).having(func.count() == len(wanted))
-            where.append(tasks.c.id.in_(tagged))
+
+            def tagged(*tags: str) -> Any:
+                return select(task_tags.c.task_id).where(task_tags.c.owner_id == owner_id, task_tags.c.tag.in_(tags))
+
+            if query.tag_mode == "any":
+                where.append(tasks.c.id.in_(tagged(*wanted)))
+            else:
+                where.extend(tasks.c.id.in_(tagged(t)) for t in wanted)
         if query.due_before is not None:
             where.append(tasks.c.due_at < query.due_before)
         if query.due_after is not None:

@@ -94,11 +94,14 @@ Index(
     postgresql_where=_LIVE,
     sqlite_where=_LIVE,
 )
+# sort=priority (backwards: -priority,-created_at) and the priority filter (migration 0005)
 Index(
     "ix_tasks_owner_status_priority",
     tasks.c.owner_id,
     tasks.c.status,
     tasks.c.priority,
+    tasks.c.created_at,
+    tasks.c.id,
     postgresql_where=_LIVE,
     sqlite_where=_LIVE,
 )
@@ -126,6 +129,39 @@ Index(
     tasks.c.owner_id,
     tasks.c.status,
     tasks.c.updated_at,
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+# The descending sorts (migration 0005): -due_at (undated last; SQLite's DESC puts NULLs last by
+# itself), -priority, and -priority,due_at (the web app's "Importance").
+Index(
+    "ix_tasks_owner_status_due_desc",
+    tasks.c.owner_id,
+    tasks.c.status,
+    tasks.c.due_at.desc().nulls_last(),
+    tasks.c.created_at,
+    tasks.c.id,
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+Index(
+    "ix_tasks_owner_status_priority_desc",
+    tasks.c.owner_id,
+    tasks.c.status,
+    tasks.c.priority.desc(),
+    tasks.c.created_at,
+    tasks.c.id,
+    postgresql_where=_LIVE,
+    sqlite_where=_LIVE,
+)
+Index(
+    "ix_tasks_owner_status_priority_due",
+    tasks.c.owner_id,
+    tasks.c.status,
+    tasks.c.priority.desc(),
+    tasks.c.due_at,
+    tasks.c.created_at,
+    tasks.c.id,
     postgresql_where=_LIVE,
     sqlite_where=_LIVE,
 )
