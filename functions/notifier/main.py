@@ -7,6 +7,7 @@ from taskflow import bootstrap, events
 from taskflow.api.consumers import consume
 from taskflow.observability import configure_logging, served
 from taskflow.service_layer import notifications
+from taskflow.service_layer.errors import RetryableError
 
 configure_logging()
 
@@ -20,4 +21,8 @@ def notifier(request: Request) -> Response:
         notifications.notify(root.uow("/taskflow/notifier"), root.clock, received, root.webhooks)
         return "notified"
 
-    return consume(request, root.settings, (events.REMINDER_DUE,), notify)
+    def notify_batch(batch: list[events.Received]) -> list[str | RetryableError]:
+        outcomes = notifications.notify_batch(root.uow("/taskflow/notifier"), root.clock, batch, root.webhooks)
+        return [o if isinstance(o, RetryableError) else "notified" for o in outcomes]
+
+    return consume(request, root.settings, (events.REMINDER_DUE,), notify, notify_batch)

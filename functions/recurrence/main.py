@@ -25,4 +25,13 @@ def recurrence(request: Request) -> Response:
         outbox.publish_committed(uow, root.publisher, root.clock)
         return f"created occurrence {task.occurrence} ({task.id})"
 
-    return consume(request, root.settings, (events.TASK_COMPLETED,), create_next)
+    def create_next_batch(batch: list[events.Received]) -> list[str]:
+        uow = root.uow("/taskflow/recurrence")
+        created = tasks.create_next_occurrences(uow, root.clock, batch)
+        made = [t for t in created if t is not None]
+        if made:
+            telemetry.instruments().occurrences_created.add(len(made))
+            outbox.publish_committed(uow, root.publisher, root.clock)
+        return [f"created occurrence {t.occurrence} ({t.id})" if t else "nothing to create" for t in created]
+
+    return consume(request, root.settings, (events.TASK_COMPLETED,), create_next, create_next_batch)

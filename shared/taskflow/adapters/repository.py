@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -53,13 +54,6 @@ def _dialect(conn: Connection) -> str:
 # --- tasks ---------------------------------------------------------------------------------
 
 
-def _upsert(conn: Connection) -> Any:
-    """The dialect's INSERT with ``on_conflict_do_nothing`` (PostgreSQL and SQLite both have it)."""
-    if _dialect(conn) == "postgresql":
-        return pg_insert
-    return sqlite_insert
-
-
 #: The aggregate's fields that are stored as columns of the same name.
 _STORED = [f.name for f in dataclasses.fields(model.Task) if f.name in tasks.c]
 
@@ -92,6 +86,29 @@ def _task_values(task: model.Task) -> dict[str, Any]:
 
 _TASK_COLUMNS = [c for c in tasks.c if c.name != "search_vector"]
 
+# Hot statements, built once: executing a prebuilt statement with parameters costs SQLAlchemy a
+# compiled-cache lookup, where building ``insert(...).values(...)`` per call costs the construction
+# and its cache key, and a multi-row ``.values([...])`` a fresh compilation every time. Rows of a
+# batch go as a list of parameter sets (one multi-row INSERT on PostgreSQL: insertmanyvalues).
+_DIALECT_INSERTS = (("postgresql", pg_insert), ("sqlite", sqlite_insert))  # each has on_conflict_do_nothing
+_INSERT_TASK = insert(tasks)
+_INSERT_OCCURRENCE = {  # an occurrence of a series: once per (series, occurrence)
+    name: dml(tasks).on_conflict_do_nothing(index_elements=[tasks.c.series_id, tasks.c.occurrence])
+    for name, dml in _DIALECT_INSERTS
+}
+_UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
+_INSERT_TAGS = insert(task_tags)
+_DELETE_TAGS = delete(task_tags).where(task_tags.c.task_id == bindparam("_task_id"))
+_OPEN_TASKS = (
+    select(func.count().label("n"))
+    .select_from(tasks)
+    .where(tasks.c.owner_id == bindparam("_owner"), tasks.c.status == "open", tasks.c.deleted_at.is_(None))
+    .subquery()
+)
+_OWNED_TAGS = select(task_tags.c.tag).where(task_tags.c.owner_id == bindparam("_owner")).distinct().subquery()
+_USAGE = select(_OPEN_TASKS.c.n)
+_USAGE_WITH_TAGS = select(_OPEN_TASKS.c.n, _OWNED_TAGS.c.tag).select_from(_OPEN_TASKS.outerjoin(_OWNED_TAGS, true()))
+
 
 class TaskRepository:
     def __init__(self, conn: Connection) -> None:
@@ -116,17 +133,38 @@ class TaskRepository:
         values = _task_values(task)
         if task.series_id and task.series_start is None:
             task.series_start = values["series_start"]
+        values["id"] = task.id
         if task.series_id is None:
-            self.conn.execute(insert(tasks).values(id=task.id, **values))
-        else:
-            stmt = _upsert(self.conn)(tasks).values(id=task.id, **values)
-            stmt = stmt.on_conflict_do_nothing(index_elements=[tasks.c.series_id, tasks.c.occurrence])
-            if self.conn.execute(stmt).rowcount == 0:
-                return False
+            self.conn.execute(_INSERT_TASK, values)
+        elif self.conn.execute(_INSERT_OCCURRENCE[_dialect(self.conn)], values).rowcount == 0:
+            return False
         self._insert_tags(task)
         self._tags[task.id] = tuple(task.tags)
         self._seen(task)
         return True
+
+    def add_occurrences(self, occurrences: Sequence[model.Task]) -> set[str]:
+        """Insert occurrences of series in one multi-row ``INSERT ... ON CONFLICT DO NOTHING
+        RETURNING id`` (then their tags in one more): the ids inserted; an occurrence its series
+        already has is skipped, exactly once as in ``add``."""
+        if not occurrences:
+            return set()
+        rows = []
+        for task in occurrences:
+            values = _task_values(task)
+            task.series_start = task.series_start or values["series_start"]
+            values["id"] = task.id
+            rows.append(values)
+        stmt = _INSERT_OCCURRENCE[_dialect(self.conn)].returning(tasks.c.id)
+        added = {r[0] for r in self.conn.execute(stmt, rows)}
+        inserted = [t for t in occurrences if t.id in added]
+        tag_rows = [{"task_id": t.id, "tag": tag, "owner_id": t.owner_id} for t in inserted for tag in t.tags]
+        if tag_rows:
+            self.conn.execute(_INSERT_TAGS, tag_rows)
+        for task in inserted:
+            self._tags[task.id] = tuple(task.tags)
+            self._seen(task)
+        return added
 
     def series_has(self, series_id: str, occurrence: int) -> bool:
         stmt = select(tasks.c.id).where(tasks.c.series_id == series_id, tasks.c.occurrence == occurrence)
@@ -154,6 +192,14 @@ class TaskRepository:
             raise model.NotFound(task_id)
         return self._load(_row_to_task(row))
 
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, model.Task]:
+        """The live (not deleted) tasks among these ids, regardless of owner, in one SELECT (consumers)."""
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        stmt = select(*_TASK_COLUMNS).where(tasks.c.id.in_(ids), tasks.c.deleted_at.is_(None))
+        return {t.id: self._load(t) for t in map(_row_to_task, self.conn.execute(stmt))}
+
     def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None:
         """Load by id regardless of owner (consumers); deleted tasks only when asked for."""
         stmt = select(*_TASK_COLUMNS).where(tasks.c.id == task_id)
@@ -166,9 +212,10 @@ class TaskRepository:
         values = _task_values(task)
         values.pop("created_at")
         values.pop("owner_id")
-        self.conn.execute(update(tasks).where(tasks.c.id == task.id).values(**values))
+        values["_task_id"] = task.id
+        self.conn.execute(_UPDATE_TASK, values)
         if self._tags.get(task.id) != tuple(task.tags):
-            self.conn.execute(delete(task_tags).where(task_tags.c.task_id == task.id))
+            self.conn.execute(_DELETE_TAGS, {"_task_id": task.id})
             self._insert_tags(task)
             self._tags[task.id] = tuple(task.tags)
 
@@ -183,7 +230,7 @@ class TaskRepository:
     def _insert_tags(self, task: model.Task) -> None:
         if task.tags:  # one multi-row INSERT
             rows = [{"task_id": task.id, "tag": t, "owner_id": task.owner_id} for t in task.tags]
-            self.conn.execute(insert(task_tags).values(rows))
+            self.conn.execute(_INSERT_TAGS, rows)
 
     def tag_counts(self, owner_id: str) -> list[tuple[str, int]]:
         n = func.count().label("n")
@@ -197,17 +244,10 @@ class TaskRepository:
 
     def usage(self, owner_id: str, *, with_tags: bool) -> Usage:
         """The user's open tasks and (``with_tags``) distinct tags, in one statement (the quotas)."""
-        open_count = (
-            select(func.count().label("n"))
-            .select_from(tasks)
-            .where(tasks.c.owner_id == owner_id, tasks.c.status == "open", tasks.c.deleted_at.is_(None))
-            .subquery()
-        )
+        params = {"_owner": owner_id}
         if not with_tags:
-            return Usage(int(self.conn.execute(select(open_count.c.n)).scalar_one()), frozenset())
-        owned = select(task_tags.c.tag).where(task_tags.c.owner_id == owner_id).distinct().subquery()
-        rows = self.conn.execute(select(open_count.c.n, owned.c.tag).select_from(open_count.outerjoin(owned, true())))
-        found = rows.all()
+            return Usage(int(self.conn.execute(_USAGE, params).scalar_one()), frozenset())
+        found = self.conn.execute(_USAGE_WITH_TAGS, params).all()
         return Usage(int(found[0][0]), frozenset(r[1] for r in found if r[1] is not None))
 
     # --- listing with filters, search, sort and keyset pagination --------------------------
@@ -443,6 +483,12 @@ class OutboxRepository:
 # --- reminders -----------------------------------------------------------------------------
 
 
+_INSERT_REMINDERS = insert(reminders)
+_DELETE_PENDING_REMINDERS = delete(reminders).where(
+    reminders.c.task_id == bindparam("_task_id"), reminders.c.status == "pending"
+)
+
+
 class ReminderRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -458,7 +504,11 @@ class ReminderRepository:
     ) -> None:
         """Pending rows become ``schedule``; fired and missed ones stay (a ``new`` task has none)."""
         if not new:
-            self.conn.execute(delete(reminders).where(reminders.c.task_id == task.id, reminders.c.status == "pending"))
+            self.conn.execute(_DELETE_PENDING_REMINDERS, {"_task_id": task.id})
+        self.add_pending([(task, schedule)], now)
+
+    def add_pending(self, schedules: Sequence[tuple[model.Task, list[tuple[int, datetime]]]], now: datetime) -> None:
+        """The reminders of new tasks (which have none yet), in one multi-row INSERT."""
         rows = [
             {
                 "id": str(uuid.uuid4()),
@@ -470,10 +520,11 @@ class ReminderRepository:
                 "late": False,
                 "created_at": now,
             }
+            for task, schedule in schedules
             for slot, fire_at in schedule
         ]
         if rows:
-            self.conn.execute(insert(reminders).values(rows))
+            self.conn.execute(_INSERT_REMINDERS, rows)
 
     def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]:
         """Due reminders of live open tasks, locked with SKIP LOCKED so dispatchers never collide."""
@@ -500,22 +551,30 @@ class ReminderRepository:
 # --- audit, notifications, settings --------------------------------------------------------
 
 
+#: Once per event id: ``INSERT ... ON CONFLICT DO NOTHING``, per dialect.
+_INSERT_AUDIT = {
+    name: dml(audit_log).on_conflict_do_nothing(index_elements=[audit_log.c.event_id]) for name, dml in _DIALECT_INSERTS
+}
+_INSERT_NOTIFICATION = {
+    name: dml(notifications).on_conflict_do_nothing(index_elements=[notifications.c.event_id])
+    for name, dml in _DIALECT_INSERTS
+}
+
+
 class AuditRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def append(self, row: dict[str, Any]) -> bool:
         """Insert once per event id (``ON CONFLICT DO NOTHING``); False for a duplicate delivery."""
-        stmt = _upsert(self.conn)(audit_log).values(**row).on_conflict_do_nothing(index_elements=[audit_log.c.event_id])
-        return bool(self.conn.execute(stmt).rowcount)
+        return bool(self.conn.execute(_INSERT_AUDIT[_dialect(self.conn)], row).rowcount)
 
     def append_many(self, rows: list[dict[str, Any]]) -> set[str]:
         """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING event_id``."""
         if not rows:
             return set()
-        stmt = _upsert(self.conn)(audit_log).values(rows)
-        stmt = stmt.on_conflict_do_nothing(index_elements=[audit_log.c.event_id]).returning(audit_log.c.event_id)
-        return {r[0] for r in self.conn.execute(stmt)}
+        stmt = _INSERT_AUDIT[_dialect(self.conn)].returning(audit_log.c.event_id)
+        return {r[0] for r in self.conn.execute(stmt, rows)}
 
     def history(self, task_id: str, owner_id: str) -> list[dict[str, Any]]:
         stmt = (
@@ -532,9 +591,22 @@ class NotificationRepository:
 
     def add(self, row: dict[str, Any]) -> bool:
         """Insert once per event id (``ON CONFLICT DO NOTHING``); False for a duplicate delivery."""
-        stmt = _upsert(self.conn)(notifications).values(**row)
-        stmt = stmt.on_conflict_do_nothing(index_elements=[notifications.c.event_id])
-        return bool(self.conn.execute(stmt).rowcount)
+        return bool(self.conn.execute(_INSERT_NOTIFICATION[_dialect(self.conn)], row).rowcount)
+
+    def add_many(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Insert once per event id in one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``;
+        the rows inserted by event id (an event id seen before returns nothing)."""
+        if not rows:
+            return {}
+        stmt = _INSERT_NOTIFICATION[_dialect(self.conn)].returning(*notifications.c)
+        return {r.event_id: dict(r._mapping) for r in self.conn.execute(stmt, rows)}
+
+    def get_by_events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(event_ids)
+        if not ids:
+            return {}
+        stmt = select(notifications).where(notifications.c.event_id.in_(ids))
+        return {r.event_id: dict(r._mapping) for r in self.conn.execute(stmt)}
 
     def get_by_event(self, event_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(notifications).where(notifications.c.event_id == event_id)).first()
@@ -550,6 +622,19 @@ class NotificationRepository:
                 delivered_at=now if status == "delivered" else None,
             )
         )
+
+    def mark_webhooks(self, notification_ids: Sequence[str], status: str, now: datetime) -> None:
+        """``mark_webhook`` for many notifications in one UPDATE."""
+        if notification_ids:
+            self.conn.execute(
+                update(notifications)
+                .where(notifications.c.id.in_(list(notification_ids)))
+                .values(
+                    webhook_status=status,
+                    webhook_attempts=notifications.c.webhook_attempts + 1,
+                    delivered_at=now if status == "delivered" else None,
+                )
+            )
 
     def list(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]:
         stmt = (
@@ -568,6 +653,16 @@ class SettingsRepository:
     def get(self, owner_id: str) -> str | None:
         row = self.conn.execute(select(user_settings.c.webhook_url).where(user_settings.c.owner_id == owner_id)).first()
         return None if row is None else row[0]
+
+    def get_many(self, owner_ids: Iterable[str]) -> dict[str, str]:
+        """The webhook URL of each of these users that has one, in one SELECT."""
+        ids = list(owner_ids)
+        if not ids:
+            return {}
+        stmt = select(user_settings.c.owner_id, user_settings.c.webhook_url).where(
+            user_settings.c.owner_id.in_(ids), user_settings.c.webhook_url.is_not(None)
+        )
+        return {r[0]: r[1] for r in self.conn.execute(stmt)}
 
     def put(self, owner_id: str, webhook_url: str | None, now: datetime) -> None:
         updated = self.conn.execute(

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Request, Response
@@ -56,12 +56,14 @@ def consume(
     settings: Settings,
     accept: tuple[str, ...],
     apply: Callable[[events.Received], str],
-    apply_batch: Callable[[list[events.Received]], list[str]] | None = None,
+    apply_batch: Callable[[list[events.Received]], Sequence[str | RetryableError]] | None = None,
 ) -> Response:
     """Parse one CloudEvent delivery and apply it; the answer tells Dapr what to do next.
 
     A Dapr bulk delivery (``bulkSubscribe`` in the Subscription) is answered per entry; its events
-    go to ``apply_batch`` (one transaction for all) when the function has one, else one by one."""
+    go to ``apply_batch`` (one transaction for all) when the function has one, else one by one.
+    ``apply_batch`` answers an outcome per event, or a RetryableError for an event to redeliver
+    alone (a failed webhook); an exception it raises redelivers the whole batch."""
 
     def run() -> Response:
         if request.method != "POST":
@@ -138,6 +140,10 @@ def consume(
                     statuses[entry_id] = "RETRY"
             else:
                 for (entry_id, received), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, RetryableError):
+                        settled(received, "retry", started, type(outcome).__name__ + ": " + str(outcome)[:200])
+                        statuses[entry_id] = "RETRY"
+                        continue
                     settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
                     statuses[entry_id] = "SUCCESS"
         else:

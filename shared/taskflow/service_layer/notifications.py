@@ -67,27 +67,89 @@ def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, web
     notification = Notification.from_row(row)
     if not webhook_url or row["webhook_status"] == "delivered":
         return notification
-    try:
-        webhooks.check(webhook_url)
-    except ValueError as exc:
-        log.warning("webhook for notification %s not sent: %s", row["id"], exc)
-        _mark_webhook(uow, clock, row["id"], "refused")
-        return notification
-    try:
-        status = webhooks.send(webhook_url, notification.model_dump(), received.id)
-    except Exception as exc:  # network errors of either adapter
-        _mark_webhook(uow, clock, row["id"], "failed")
-        raise RetryableError(f"webhook delivery failed: {exc}") from exc
-    if 300 <= status < 400:
-        # Redirects are never followed (one could point inside our network): not retried either.
-        log.warning("webhook for notification %s not sent: the receiver redirected (%d)", row["id"], status)
-        _mark_webhook(uow, clock, row["id"], "refused")
-        return notification
-    if status >= 300:
-        _mark_webhook(uow, clock, row["id"], "failed")
-        raise RetryableError(f"webhook answered {status}")
-    _mark_webhook(uow, clock, row["id"], "delivered")
+    status, error = _deliver(webhooks, webhook_url, notification, received.id)
+    _mark_webhook(uow, clock, row["id"], status)
+    if error is not None:
+        raise error
     return notification
+
+
+def notify_batch(
+    uow: AbstractUnitOfWork, clock: Clock, batch: list[events.Received], webhooks: WebhookSender
+) -> list[Notification | RetryableError]:
+    """``notify`` for a batch of ``reminder.due`` events: the inbox entries in one transaction (one
+    multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, one SELECT for the webhook URLs of
+    their users, and one for the entries of events delivered before, only when there are some);
+    then each webhook, and their outcomes in one more transaction. Per event: its notification, or
+    the RetryableError of a failed webhook (only that event is redelivered)."""
+    now = clock()
+    rows: dict[str, dict[str, Any]] = {}
+    for received in batch:
+        data = received.data
+        assert isinstance(data, events.ReminderDueData)
+        rows.setdefault(
+            received.id,
+            {
+                "id": str(uuid.uuid4()),
+                "event_id": received.id,
+                "owner_id": data.owner_id,
+                "task_id": data.task_id,
+                "reminder_id": data.reminder_id,
+                "title": data.title,
+                "fire_at": data.fire_at,
+                "late": data.late,
+                "created_at": now,
+                "webhook_status": "none",
+                "webhook_attempts": 0,
+            },
+        )
+    with uow:
+        stored = uow.notifications.add_many(list(rows.values()))
+        seen_before = [event_id for event_id in rows if event_id not in stored]
+        stored |= uow.notifications.get_by_events(seen_before)
+        urls = uow.settings.get_many({r["owner_id"] for r in rows.values()})
+        uow.commit(now)
+    outcomes: dict[str, Notification | RetryableError] = {}
+    marks: dict[str, list[str]] = {}
+    for event_id in rows:  # in delivery order
+        row = stored[event_id]
+        notification = outcomes[event_id] = Notification.from_row(row)
+        url = urls.get(row["owner_id"])
+        if not url or row["webhook_status"] == "delivered":
+            continue
+        status, error = _deliver(webhooks, url, notification, event_id)
+        marks.setdefault(status, []).append(row["id"])
+        if error is not None:
+            outcomes[event_id] = error
+    if marks:
+        now = clock()
+        with uow:
+            for status, ids in marks.items():
+                telemetry.instruments().webhook_deliveries.add(len(ids), {"outcome": status})
+                uow.notifications.mark_webhooks(ids, status, now)
+            uow.commit(now)
+    return [outcomes[r.id] for r in batch]
+
+
+def _deliver(
+    webhooks: WebhookSender, url: str, notification: Notification, event_id: str
+) -> tuple[str, RetryableError | None]:
+    """Send one webhook: (the status to record, the error that asks for a redelivery)."""
+    try:
+        webhooks.check(url)
+    except ValueError as exc:
+        log.warning("webhook for notification %s not sent: %s", notification.id, exc)
+        return "refused", None
+    try:
+        status = webhooks.send(url, notification.model_dump(), event_id)
+    except Exception as exc:  # network errors of either adapter
+        return "failed", RetryableError(f"webhook delivery failed: {exc}")
+    if 300 <= status < 400:
+        log.warning("webhook for notification %s not sent: the receiver redirected (%d)", notification.id, status)
+        return "refused", None
+    if status >= 300:
+        return "failed", RetryableError(f"webhook answered {status}")
+    return "delivered", None
 
 
 def _mark_webhook(uow: AbstractUnitOfWork, clock: Clock, notification_id: str, status: str) -> None:

@@ -208,3 +208,46 @@ def create_next_occurrence(uow: AbstractUnitOfWork, clock: Clock, received: Any)
         arm_reminders(uow, nxt, now, new=True)
         uow.commit(now)
     return nxt
+
+
+def create_next_occurrences(uow: AbstractUnitOfWork, clock: Clock, batch: list[Any]) -> list[model.Task | None]:
+    """``create_next_occurrence`` for a batch of ``task.completed`` events in one transaction: one
+    SELECT for the completed tasks, one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` for the next
+    occurrences (the (series, occurrence) key keeps each exactly once, whatever was delivered before
+    or concurrently), one for their tags, one for their reminders, one for their events. Per event:
+    the occurrence it created, or None."""
+    now = clock()
+    results: list[model.Task | None] = [None] * len(batch)
+    recurring = [
+        (i, r)
+        for i, r in enumerate(batch)
+        if r.data.task.recurrence is not None and r.data.task.due_at is not None and r.data.task.completed_at
+    ]
+    if not recurring:
+        return results
+    with uow:
+        current = uow.tasks.get_many({r.data.task.id for _, r in recurring})
+        planned: list[tuple[int, model.Task]] = []
+        for i, received in recurring:
+            snapshot = received.data.task
+            completed = current.pop(snapshot.id, None)  # a second completion in the batch creates nothing
+            if completed is None:
+                continue  # deleted (deleting an occurrence ends the series), or delivered again
+            completed.series_id = completed.series_id or completed.id
+            completed.due_at = model.parse_time(snapshot.due_at)
+            completed.completed_at = model.parse_time(snapshot.completed_at)
+            completed.occurrence = snapshot.occurrence
+            completed.recurrence = model.Recurrence.from_json(snapshot.recurrence.model_dump())
+            completed.events.clear()
+            nxt = completed.next_occurrence(received.data.actor, now)
+            if nxt is not None:
+                planned.append((i, nxt))
+        added = uow.tasks.add_occurrences([t for _, t in planned])
+        schedules = []
+        for i, nxt in planned:
+            if nxt.id in added:
+                results[i] = nxt
+                schedules.append((nxt, nxt.reminder_schedule(now, set)))
+        uow.reminders.add_pending([(t, s) for t, s in schedules if s], now)
+        uow.commit(now)
+    return results

@@ -42,6 +42,12 @@ class TaskRepository(Protocol):
 
     def get_any(self, task_id: str, *, include_deleted: bool = True) -> model.Task | None: ...
 
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, model.Task]:
+        """The live tasks among these ids, by id (consumers: any owner)."""
+
+    def add_occurrences(self, occurrences: Sequence[model.Task]) -> set[str]:
+        """Insert occurrences of series, each unless its series already has it; the ids inserted."""
+
     def series_has(self, series_id: str, occurrence: int) -> bool: ...
 
     def owners(self, task_ids: Iterable[str]) -> dict[str, str]:
@@ -78,6 +84,9 @@ class ReminderRepository(Protocol):
     ) -> None:
         """Pending rows become ``schedule``; ``new``: the task has no reminder rows yet."""
 
+    def add_pending(self, schedules: Sequence[tuple[model.Task, list[tuple[int, datetime]]]], now: datetime) -> None:
+        """The reminders of new tasks (which have no reminder rows yet), all at once."""
+
     def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]: ...
 
     def mark(self, ids: Sequence[str], status: str, now: datetime, late: bool = False) -> None: ...
@@ -95,7 +104,14 @@ class AuditRepository(Protocol):
 class NotificationRepository(Protocol):
     def add(self, row: dict[str, Any]) -> bool: ...
 
+    def add_many(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Insert the rows whose event id is new; the rows inserted, by event id."""
+
     def get_by_event(self, event_id: str) -> dict[str, Any] | None: ...
+
+    def get_by_events(self, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def mark_webhooks(self, notification_ids: Sequence[str], status: str, now: datetime) -> None: ...
 
     def mark_webhook(self, notification_id: str, status: str, now: datetime) -> None: ...
 
@@ -104,6 +120,9 @@ class NotificationRepository(Protocol):
 
 class SettingsRepository(Protocol):
     def get(self, owner_id: str) -> str | None: ...
+
+    def get_many(self, owner_ids: Iterable[str]) -> dict[str, str]:
+        """The webhook URL of each of these users that has one."""
 
     def put(self, owner_id: str, webhook_url: str | None, now: datetime) -> None: ...
 
