@@ -97,7 +97,9 @@ def reminder_due(task_id: str, title: str) -> dict[str, Any]:
 
 
 def test_notifier_writes_a_batch_once_and_redelivers_only_a_failed_webhook(
-    client: Any, app: Any, receiver: str
+    client: Any,
+    app: Any,
+    receiver: str,  # noqa: F811 (the fixture imported above)
 ) -> None:
     assert client.put("/v1/settings", json={"webhook_url": receiver}, headers=auth()).status_code == 200
     task = create(client, title="Call mum")
