@@ -7,12 +7,16 @@
   (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set.
 - Metrics: Prometheus text on ``127.0.0.1:TASKFLOW_METRICS_PORT`` (``serve_metrics``), and OTLP
   push when an endpoint is set. ``TASKFLOW_TELEMETRY=off`` switches traces and metrics off.
+- Shutdown: the last spans and metrics are pushed at exit, within
+  ``TASKFLOW_TELEMETRY_SHUTDOWN_SECONDS`` (default 2): an unreachable collector cannot hold a
+  stopping process for the exporters' own 10 s timeout and retries.
 
 The SDK is set up at a function's first request (``served``), never at import (cold start).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -27,10 +31,13 @@ from taskflow import telemetry
 log = logging.getLogger("taskflow.observability")
 
 DEFAULT_METRICS_PORT = 9464
+DEFAULT_SHUTDOWN_SECONDS = 2.0
 _setup_lock = threading.Lock()
 _setup_done = False
 _enabled = True
 _metrics_server: Any = None
+#: What ``shutdown`` flushes and stops: the providers, and the OTLP exporters (to abort their retries).
+_sdk: dict[str, Any] = {}
 
 
 # --- logs ----------------------------------------------------------------------------------
@@ -128,12 +135,16 @@ def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
     resource = Resource.create({"service.name": service_name})
-    tracer_provider = TracerProvider(resource=resource)
+    exporters: list[Any] = []
+    # shutdown_on_exit=False: the SDK's own exit hooks wait out the exporters' timeout and retries
+    # (10-13 s with the collector down); ``shutdown`` below bounds the final push instead.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if _otlp_endpoint(e, "TRACES"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        exporters.append(OTLPSpanExporter())
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporters[-1]))
     trace.set_tracer_provider(tracer_provider)
 
     readers: list[MetricReader] = []
@@ -148,8 +159,45 @@ def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         interval = int(e.get("OTEL_METRIC_EXPORT_INTERVAL", "10000"))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval))
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+        exporters.append(OTLPMetricExporter())
+        readers.append(PeriodicExportingMetricReader(exporters[-1], export_interval_millis=interval))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    metrics.set_meter_provider(meter_provider)
+    bound = float(e.get("TASKFLOW_TELEMETRY_SHUTDOWN_SECONDS") or DEFAULT_SHUTDOWN_SECONDS)
+    _sdk.update(tracer_provider=tracer_provider, meter_provider=meter_provider, exporters=exporters, bound=bound)
+    atexit.register(shutdown)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Push what is left (spans, a last metric export) and stop the SDK, within ``timeout`` seconds
+    (``TASKFLOW_TELEMETRY_SHUTDOWN_SECONDS``, default 2). Runs at exit; idempotent. Past the bound
+    the OTLP exporters are shut down, which ends their retry back-off at once, and what they still
+    held is dropped (logged). Returns False when the bound was hit."""
+    with _setup_lock:
+        sdk = dict(_sdk)
+        _sdk.clear()
+    if not sdk:
+        return True
+    bound = sdk["bound"] if timeout is None else timeout
+    done = threading.Event()
+
+    def flush_and_stop() -> None:
+        try:
+            sdk["tracer_provider"].shutdown()
+            sdk["meter_provider"].shutdown(timeout_millis=bound * 1000)
+        except Exception:
+            log.exception("telemetry shutdown failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=flush_and_stop, name="telemetry-shutdown", daemon=True).start()
+    if done.wait(bound):
+        return True
+    log.warning("telemetry: the last export did not finish within %.1fs (collector unreachable?); dropped", bound)
+    for exporter in sdk["exporters"]:
+        exporter.shutdown()  # ends the retry back-off of an export in progress, and refuses the next
+    done.wait(0.5)  # a send still connecting is left to the daemon thread: the process exits without it
+    return False
 
 
 def instrument_httpx() -> None:
@@ -200,19 +248,27 @@ def _instrument_grpc_once() -> None:
     GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
 
 
-def serve_metrics(port: int | None = None, host: str = "127.0.0.1", environ: Mapping[str, str] | None = None) -> int:
-    """Serve Prometheus text at http://host:port/metrics (``TASKFLOW_METRICS_PORT``, default 9464;
-    0 disables). Returns the port, or 0 when not serving. A port in use is logged, not fatal."""
-    global _metrics_server
+def metrics_port(environ: Mapping[str, str] | None = None) -> int:
+    """The embedded metrics port: ``TASKFLOW_METRICS_PORT``, default 9464, 0 = no endpoint."""
     e = os.environ if environ is None else environ
+    return int(e.get("TASKFLOW_METRICS_PORT", str(DEFAULT_METRICS_PORT)) or 0)
+
+
+def serve_metrics(
+    port: int | None = None, host: str = "127.0.0.1", environ: Mapping[str, str] | None = None, registry: Any = None
+) -> int:
+    """Serve Prometheus text at http://host:port/metrics (``TASKFLOW_METRICS_PORT``, default 9464;
+    0 disables): this process's metrics, or ``registry``'s (``worker_metrics.registry``: every
+    gunicorn worker's). Returns the port, or 0 when not serving. A port in use is logged, not fatal."""
+    global _metrics_server
     if port is None:
-        port = int(e.get("TASKFLOW_METRICS_PORT", str(DEFAULT_METRICS_PORT)) or 0)
+        port = metrics_port(environ)
     if port == 0 or not setup():
         return 0
-    from prometheus_client import start_http_server
+    from prometheus_client import REGISTRY, start_http_server
 
     try:
-        server, _thread = start_http_server(port, addr=host)
+        server, _thread = start_http_server(port, addr=host, registry=REGISTRY if registry is None else registry)
     except OSError as exc:
         log.warning("metrics endpoint not started on %s:%d: %s", host, port, exc)
         return 0

@@ -6,6 +6,10 @@ that holds an exclusive lock on a file of this server; when that worker exits, a
 lock over within a second or two. The other workers leave their events in the outbox (it is
 written in the request's transaction anyway) and nudge the owner over a local datagram socket, so
 its relay delivers them at once instead of at its next tick.
+
+The metrics port (``TASKFLOW_METRICS_PORT``) is served by that same worker; with several workers
+it shows the sum of all of them (``taskflow.worker_metrics``: each worker's registry is read over
+a Unix socket at each scrape).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Background:
     """Who runs the background work: the holder of an exclusive ``flock`` on ``lock_path``."""
 
     def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
         self.lock_path = state_dir / "background.lock"
         self.nudge_path = state_dir / "relay.sock"
         self._fd: int | None = None
@@ -88,7 +93,13 @@ class Background:
         from taskflow import observability
 
         emb.start_background()
-        metrics_port = observability.serve_metrics()  # one port: served by this worker
+        # one port, served by this worker: with several workers, the sum of every worker's metrics
+        registry = None
+        if workers() > 1:
+            from taskflow import worker_metrics
+
+            registry = worker_metrics.registry(self.state_dir)
+        metrics_port = observability.serve_metrics(registry=registry)
         if metrics_port:
             log.info("metrics (Prometheus text) on http://127.0.0.1:%d/metrics", metrics_port)
         with contextlib.suppress(FileNotFoundError):
@@ -155,7 +166,12 @@ def _application(host: str, port: int, state_dir: Path) -> Any:
             from taskflow import observability
             from taskflow.embedded import Embedded
 
-            observability.setup("taskflow")  # per worker: the SDK's threads do not survive the fork
+            # per worker: the SDK's threads do not survive the fork
+            if observability.setup("taskflow") and workers() > 1 and observability.metrics_port():
+                from taskflow import worker_metrics
+
+                path = worker_metrics.WorkerExposition(state_dir).start()
+                log.info("metrics of worker pid %d readable on %s", os.getpid(), path)
             self.emb = Embedded().start(background=False)
             self.background.run(self.emb)
             return self.emb.apps["tasks-api"]

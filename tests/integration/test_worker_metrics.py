@@ -1,0 +1,124 @@
+"""`taskflow dev` with several gunicorn workers: its one metrics port counts the requests of every
+worker, not only those of the worker that serves the port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from taskflow.worker_metrics import read_worker
+
+SECRET = "worker-metrics-test-secret-0123456789abcdef"
+WORKERS = 3
+ROUTE = "/v1/tasks"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token(user: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+
+
+def _worker_sockets(log_path: Path) -> list[Path]:
+    return [Path(p) for p in re.findall(r"metrics of worker pid \d+ readable on (\S+)", log_path.read_text())]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    port, metrics_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_", "OTEL_"))}
+    env |= {
+        "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'taskflow.db'}",
+        "TASKFLOW_JWT_SECRET": SECRET,
+        "TASKFLOW_METRICS_PORT": str(metrics_port),
+        "TASKFLOW_WORKERS": str(WORKERS),
+        "TASKFLOW_THREADS": "2",
+    }
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskflow.cli", "dev", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        try:
+            deadline = time.monotonic() + 60
+            while len(_worker_sockets(log_path)) < WORKERS or not _answers(metrics_url):
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", metrics_url, log_path
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _list_requests(text: str, suffix: str = "_count", **extra: str) -> float:
+    """``http_server_request_duration_seconds_count`` (or another sample) of ``GET /v1/tasks`` answered 200."""
+    want = {"http_route": ROUTE, "http_request_method": "GET", "http_response_status_code": "200", **extra}
+    families = [f for f in text_string_to_metric_families(text) if f.name == "http_server_request_duration_seconds"]
+    assert len(families) <= 1, "one family per metric name"
+    for fam in families:
+        for s in fam.samples:
+            if s.name.endswith(suffix) and all(s.labels.get(k) == v for k, v in want.items()):
+                return float(s.value)
+    return 0.0
+
+
+def test_the_metrics_port_counts_the_requests_of_every_worker(server: tuple[str, str, Path]) -> None:
+    base, metrics_url, log_path = server
+    headers = {"Authorization": f"Bearer {_token('alice')}", "Connection": "close"}
+
+    def one(_: int) -> int:
+        # a new connection per request: gunicorn's workers take turns accepting them
+        return httpx.get(f"{base}{ROUTE}", headers=headers, timeout=30).status_code
+
+    sent = 0
+    per_worker: list[float] = []
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(10):  # until at least two workers have answered some of them
+            statuses = list(pool.map(one, range(40)))
+            assert statuses == [200] * len(statuses)
+            sent += len(statuses)
+            per_worker = [_list_requests(read_worker(p)) for p in _worker_sockets(log_path)]
+            if sum(1 for n in per_worker if n) >= 2:
+                break
+    assert sum(1 for n in per_worker if n) >= 2, f"every request went to one worker: {per_worker}"
+    assert sum(per_worker) == sent
+    # what a Prometheus scraping the one port sees: every request, whichever worker answered it
+    scraped = httpx.get(metrics_url, timeout=10)
+    assert scraped.status_code == 200
+    assert _list_requests(scraped.text) == sent
+    assert _list_requests(scraped.text, "_bucket", le="+Inf") == sent  # the histogram adds up as well
