@@ -856,9 +856,14 @@ def traefik_static_config(port: int, token: str) -> str:
     return json.dumps(cfg, indent=2)
 
 
-def taskflow_values(secrets_: dict[str, str], image_ref: str) -> dict[str, object]:
-    """Helm values of the local cluster: host PostgreSQL and Kafka, the locally built image."""
+def taskflow_values(secrets_: dict[str, str], image_ref: str, collector_ref: str | None = None) -> dict[str, object]:
+    """Helm values of the local cluster: host PostgreSQL and Kafka, the locally built images, the
+    chart's own OpenTelemetry Collector (every daprd traced), metrics pushed every 5 s."""
     repo, tag = image_ref.rsplit(":", 1)
+    collector: dict[str, object] = {"enabled": collector_ref is not None}
+    if collector_ref is not None:
+        c_repo, c_tag = collector_ref.rsplit(":", 1)
+        collector["image"] = {"repository": c_repo, "tag": c_tag, "pullPolicy": "IfNotPresent"}
     pw = secrets_["pg-password"]
     host = f"{POD_GATEWAY}:5432"
     fanout = int(os.environ.get("TASKFLOW_FANOUT_INTERVAL", "2"))
@@ -877,6 +882,8 @@ def taskflow_values(secrets_: dict[str, str], image_ref: str) -> dict[str, objec
         "fanoutSchedule": f"@every {fanout}s",
         "reminderSchedule": f"@every {reminder}s",
         "networkPolicy": {"allowedNamespaces": ["knative-serving", "dapr-system", TRAEFIK_NAMESPACE]},
+        "monitoring": {"collector": collector, "exportIntervalSeconds": 5},
+        "dapr": {"tracingSamplingRate": "1"},
     }
 
 
@@ -1199,7 +1206,7 @@ class Cluster(procs.Lifecycle):
                 f"the Kafka broker on {kafka_node.BOOTSTRAP} has no pod listener on port {kafka_node.POD_PORT} "
                 "(it was started by an older tools/kafka_node.py); stop it (python tools/kafka_node.py stop) and retry"
             )
-        _write_private(VALUES, json.dumps(taskflow_values(data, image), indent=2))
+        _write_private(VALUES, json.dumps(taskflow_values(data, image, images.ref("otelcol")), indent=2))
         t0 = time.monotonic()
         _run(
             [str(bootstrap.HELM), "upgrade", "--install", RELEASE, str(CHART), "--namespace", NAMESPACE,

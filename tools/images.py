@@ -17,12 +17,14 @@ Images (all under the ``dev.local`` registry host, which Knative does not resolv
     daprd, dapr-operator, dapr-injector, dapr-sentry     dev.local/dapr/<name>:1.18.2 (binary at /<name>)
     knative-{controller,webhook,autoscaler,activator,queue}
                 dev.local/knative/<name>:v0.42.2         /ko-app/<name>, as ko lays it out
+    otelcol     dev.local/taskflow/otelcol-taskflow:0.161.0  /otelcol-taskflow, the collector of tools/otelcol
+                                                         (the chart's monitoring.collector)
     coredns     dev.local/coredns/coredns:v1.15.0        /coredns with cap_net_bind_service, as upstream's image:
                                                          its pod must add NET_BIND_SERVICE (as CoreDNS's own
                                                          manifests do); with every capability dropped the
                                                          kernel refuses to exec it ("operation not permitted")
 
-The Go binaries come from ``tools/bootstrap.py`` (steps daprd, dapr, knative, coredns), which this
+The Go binaries come from ``tools/bootstrap.py`` (steps daprd, dapr, knative, coredns, otelcol), which this
 script runs when a binary image is asked for. Every static image runs as the non-root user 65532, as
 upstream's distroless images do.
 
@@ -384,6 +386,14 @@ def _define() -> dict[str, Image]:
             f"/ko-app/{cmd}",
         )
     images["coredns"] = _coredns_image()
+    # the chart's OpenTelemetry Collector (monitoring.collector.enabled): the local stack's build
+    images["otelcol"] = _binary_image(
+        "otelcol",
+        f"dev.local/taskflow/otelcol-taskflow:{bootstrap.OTELCOL_VERSION}",
+        "otelcol",
+        bootstrap.OTELCOL,
+        "/otelcol-taskflow",
+    )
     REF.update({n: i.ref for n, i in images.items()})
     return images
 

@@ -98,23 +98,36 @@ def spawn(run_dir: Path, ports: Ports, logfile: Path, fresh: bool = False) -> pr
     return procs.spawn("otelcol", [str(BINARY), "--config", f"file:{cfg}"], env, logfile, cwd=REPO)
 
 
+def parse_lines(lines: list[str]) -> list[dict]:
+    """Every line that is a JSON object (a line being written, or any other output, is skipped)."""
+    out = []
+    for line in lines:
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every complete line of a file the collector writes (a line being written is skipped)."""
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return parse_lines(path.read_text(errors="replace").splitlines())
 
 
 def spans(path: Path) -> list[dict]:
     """Flattened spans of ``traces.jsonl``: each span with ``service`` (service.name) and ``scope``."""
+    return spans_of(read_jsonl(path))
+
+
+def spans_of(requests: list[dict]) -> list[dict]:
+    """Flattened spans of OTLP/JSON export requests (``traces.jsonl``'s lines, or the chart's
+    collector's stdout, where its own JSON log lines have no ``resourceSpans``)."""
     out = []
-    for req in read_jsonl(path):
+    for req in requests:
         for rs in req.get("resourceSpans", []):
             attrs = {
                 a["key"]: a.get("value", {}).get("stringValue") for a in rs.get("resource", {}).get("attributes", [])

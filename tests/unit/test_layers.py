@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "taskflow.api": 4,
     "taskflow.embedded": 4,
     "taskflow.server": 4,
+    "taskflow.worker_metrics": 4,
     "taskflow.cli": 4,
     "taskflow.migrations": 4,
 }

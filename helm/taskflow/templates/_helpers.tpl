@@ -125,6 +125,50 @@ tasks-api event-fanout reminder-dispatch notifier recurrence audit exports
 {{- end }}
 {{- end }}
 
+{{/* Telemetry leaves the pods (OTLP env on the functions, tracing in the Dapr Configuration) when
+     monitoring is enabled or the chart runs its own collector. */}}
+{{- define "taskflow.telemetryOn" -}}
+{{- if or .Values.monitoring.enabled .Values.monitoring.collector.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Name of the chart's own OpenTelemetry Collector (Deployment, Service, ConfigMap). */}}
+{{- define "taskflow.collectorName" -}}
+{{- printf "%s-otel-collector" (include "taskflow.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* OTLP/HTTP endpoint of the functions: the chart's collector, or monitoring.otlpEndpoint. */}}
+{{- define "taskflow.otlpEndpoint" -}}
+{{- if .Values.monitoring.collector.enabled }}
+{{- printf "http://%s.%s.svc:4318" (include "taskflow.collectorName" .) .Release.Namespace }}
+{{- else }}
+{{- .Values.monitoring.otlpEndpoint }}
+{{- end }}
+{{- end }}
+
+{{/* OTLP/gRPC host:port of the daprd sidecars: dapr.otelEndpoint, else the chart's collector, else
+     monitoring.otlpGrpcEndpoint when monitoring is enabled; empty = Dapr tracing export off. */}}
+{{- define "taskflow.daprOtelEndpoint" -}}
+{{- if .Values.dapr.otelEndpoint }}
+{{- .Values.dapr.otelEndpoint }}
+{{- else if .Values.monitoring.collector.enabled }}
+{{- printf "%s.%s.svc:4317" (include "taskflow.collectorName" .) .Release.Namespace }}
+{{- else if .Values.monitoring.enabled }}
+{{- .Values.monitoring.otlpGrpcEndpoint }}
+{{- end }}
+{{- end }}
+
+{{/* Image of the chart's collector: built from tools/otelcol (tools/images.py), next to TaskFlow's
+     image unless monitoring.collector.image.repository says otherwise. */}}
+{{- define "taskflow.collectorImage" -}}
+{{- $img := .Values.monitoring.collector.image }}
+{{- $repo := $img.repository | default (printf "%s/otelcol-taskflow" (dir .Values.image.repository)) }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $repo $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo $img.tag }}
+{{- end }}
+{{- end }}
+
 {{/* Name of the Secret holding TaskFlow's secrets. */}}
 {{- define "taskflow.secretName" -}}
 {{- default "taskflow-secrets" .Values.secrets.existingSecret }}
@@ -296,12 +340,19 @@ dapr.io/scheduler-host-address: ""
   value: {{ $v.reminderGraceSeconds | quote }}
 - name: HOME
   value: "/tmp"
-{{- if $v.monitoring.enabled }}
-{{- /* The pod's one port is the app's (Knative): metrics leave by OTLP push, not a scrape. */}}
+{{- if include "taskflow.telemetryOn" .ctx }}
+{{- /* The pod's one port is the app's (Knative): metrics leave by OTLP push, not a scrape. Each pod
+       is its own instance (service.instance.id), so two replicas never write the same series. */}}
 - name: OTEL_SERVICE_NAME
   value: {{ .name | quote }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "service.instance.id=$(POD_NAME),k8s.pod.name=$(POD_NAME),k8s.namespace.name={{ .ctx.Release.Namespace }}"
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
-  value: {{ $v.monitoring.otlpEndpoint | quote }}
+  value: {{ include "taskflow.otlpEndpoint" .ctx | quote }}
 - name: OTEL_METRIC_EXPORT_INTERVAL
   value: {{ mul $v.monitoring.exportIntervalSeconds 1000 | quote }}
 {{- end }}
