@@ -139,7 +139,7 @@ def helm(session: nox.Session) -> None:
     the cluster's platform manifests; TaskFlow's image built and run with podman (as root); the
     monitoring alerts unit-tested with promtool."""
     _install(session)
-    session.run("python", "tools/bootstrap.py", "helm", "crds", "promtool")
+    session.run("python", "tools/bootstrap.py", "helm", "crds", "promtool", "otelcol")
     _pytest(session, "-rs", "-m", "helm or images", "tests/deploy")  # -rs: say why a check was skipped
 
 

@@ -20,6 +20,7 @@ import atexit
 import functools
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -134,7 +135,12 @@ def _install_sdk(service_name: str, e: Mapping[str, str]) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    resource = Resource.create({"service.name": service_name})
+    attributes = {"service.name": service_name}
+    if "service.instance.id" not in e.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        # one series per process at a collector that several replicas (or workers) push to; the
+        # Prometheus exporter turns it into the ``instance`` label
+        attributes["service.instance.id"] = f"{socket.gethostname()}-{os.getpid()}"
+    resource = Resource.create(attributes)
     exporters: list[Any] = []
     # shutdown_on_exit=False: the SDK's own exit hooks wait out the exporters' timeout and retries
     # (10-13 s with the collector down); ``shutdown`` below bounds the final push instead.

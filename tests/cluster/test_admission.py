@@ -45,14 +45,15 @@ def _served(cluster: Any) -> set[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def served(cluster: Any) -> set[tuple[str, str]]:
     """(apiVersion, kind) pairs the API server serves, after adding the CRDs of kinds the chart renders
-    that no installed controller brings (Knative Eventing's PingSource, Strimzi's): tools/crds.py's
+    that no installed controller brings (Knative Eventing's PingSource, Strimzi's, prometheus-operator's
+    monitors and rules of values-cloud.yaml's monitoring): tools/crds.py's
     copies in .cache/crds, so the API server checks those objects against their real schemas too."""
     import crds
 
     extra = [
         crds.CRD_DIR / e["file"]
         for e in json.loads((crds.CRD_DIR / crds.MANIFEST_NAME).read_text())["crds"]
-        if e["file"].startswith(("knative-pingsource", "strimzi-"))
+        if e["file"].startswith(("knative-pingsource", "strimzi-", "prometheus-"))
     ]
     for f in extra:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))

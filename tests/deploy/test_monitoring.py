@@ -163,3 +163,100 @@ def test_the_check_sees_a_metric_nobody_emits() -> None:
         "up",
     }
     assert "taskflow_made_up_total" not in _emitted()
+
+
+# --- the chart's own collector (monitoring.collector.enabled) --------------------------------
+
+
+def _render(*sets: str) -> list[dict[str, Any]]:
+    if not bootstrap.HELM.exists():
+        pytest.skip("helm is not built (python tools/bootstrap.py helm)")
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run(
+        [
+            str(bootstrap.HELM),
+            "template",
+            "taskflow",
+            str(ROOT / "helm" / "taskflow"),
+            "--namespace",
+            "taskflow",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _function_env(objs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """app id -> the function container's plain env values."""
+    out = {}
+    for o in objs:
+        if o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative"):
+            c = o["spec"]["template"]["spec"]["containers"][0]
+            out[o["metadata"]["name"]] = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+    return out
+
+
+def test_the_collector_receives_from_every_function_and_daprd_and_is_scraped(tmp_path: Path) -> None:
+    objs = _render("monitoring.collector.enabled=true", "monitoring.enabled=true")
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    svc = next(
+        o
+        for o in objs
+        if o["kind"] == "Service" and o["apiVersion"] == "v1" and "otel-collector" in o["metadata"]["name"]
+    )
+    deploy = by_kind[("Deployment", svc["metadata"]["name"])]
+    name, ns = svc["metadata"]["name"], "taskflow"
+    ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    assert ports == {"otlp-grpc": 4317, "otlp-http": 4318, "prometheus": 8889}
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    # the image built by tools/images.py from tools/otelcol, at the builder's version
+    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(f"/otelcol-taskflow:{bootstrap.OTELCOL_VERSION}")
+    # every function pushes OTLP/HTTP to it; every daprd sends its spans over OTLP/gRPC
+    envs = _function_env(objs)
+    assert len(envs) >= 7
+    for app, env in envs.items():
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{name}.{ns}.svc:4318", app
+        assert env["OTEL_SERVICE_NAME"] == app
+    dapr_cfg = next(o for o in objs if o["kind"] == "Configuration" and o["apiVersion"].startswith("dapr.io"))
+    assert dapr_cfg["spec"]["tracing"]["otel"]["endpointAddress"] == f"{name}.{ns}.svc:4317"
+    # Prometheus scrapes the collector's exporter through the ServiceMonitor
+    monitor = next(o for o in objs if o["kind"] == "ServiceMonitor")
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [ns]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["prometheus"]
+    # the restricted Pod Security Standard, as the namespace enforces
+    sc = deploy["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
+    # the configuration is one the collector itself accepts
+    config = by_kind[("ConfigMap", name)]["data"]["config.yaml"]
+    if not bootstrap.OTELCOL.exists():
+        pytest.skip("the collector is not built (python tools/bootstrap.py otelcol)")
+    (tmp_path / "config.yaml").write_text(config)
+    res = subprocess.run(
+        [str(bootstrap.OTELCOL), "validate", "--config", f"file:{tmp_path / 'config.yaml'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_collector_alone_needs_no_prometheus_operator() -> None:
+    objs = _render("monitoring.collector.enabled=true")
+    kinds = {o["kind"] for o in objs}
+    assert {"Deployment", "ConfigMap"} <= kinds
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert all(e["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(".taskflow.svc:4318") for e in _function_env(objs).values())
+
+
+def test_without_the_collector_the_functions_use_the_operators_endpoints() -> None:
+    objs = _render("monitoring.enabled=true")
+    assert not [o for o in objs if "otel-collector" in o["metadata"]["name"] and o["kind"] == "Deployment"]
+    for env in _function_env(objs).values():
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring.svc:4318"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in next(iter(_function_env(_render()).values()))

@@ -341,16 +341,11 @@ dapr.io/scheduler-host-address: ""
 - name: HOME
   value: "/tmp"
 {{- if include "taskflow.telemetryOn" .ctx }}
-{{- /* The pod's one port is the app's (Knative): metrics leave by OTLP push, not a scrape. Each pod
-       is its own instance (service.instance.id), so two replicas never write the same series. */}}
+{{- /* The pod's one port is the app's (Knative): metrics leave by OTLP push, not a scrape. Each
+       process names itself (service.instance.id = host name-pid, set by the app: Knative refuses
+       fieldRef env by default), so two replicas never write the same series. */}}
 - name: OTEL_SERVICE_NAME
   value: {{ .name | quote }}
-- name: POD_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
-- name: OTEL_RESOURCE_ATTRIBUTES
-  value: "service.instance.id=$(POD_NAME),k8s.pod.name=$(POD_NAME),k8s.namespace.name={{ .ctx.Release.Namespace }}"
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ include "taskflow.otlpEndpoint" .ctx | quote }}
 - name: OTEL_METRIC_EXPORT_INTERVAL
