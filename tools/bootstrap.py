@@ -10,7 +10,8 @@
 Outputs (git-ignored, under the repository's ``.cache/``):
 
     .cache/bin/daprd          Dapr sidecar v1.18.2, built from tools/daprd (Go module with the
-                              replace directives of dapr/dapr), -tags stablecomponents
+                              replace directives of dapr/dapr): tools/daprd/cmd/daprd runs daprd's own
+                              entry point, -tags stablecomponents, plus secretstores.aws.secretmanager
     .cache/bin/helm           helm v3.22.0, built from tools/helm
     .cache/bin/otelcol-taskflow
                               OpenTelemetry Collector 0.161.0 (OTLP receiver, batch, file and Prometheus
@@ -78,6 +79,8 @@ TRAEFIK_VERSION = "3.6.12"
 OTELCOL_VERSION = "0.161.0"  # dist.version in tools/otelcol/builder-config.yaml
 PROMTOOL_VERSION = "3.16.0"  # github.com/prometheus/prometheus v0.316.0 (tools/promtool/go.mod)
 DAPRD = BIN / "daprd"
+# daprd's own entry point plus the AWS Secrets Manager secret store (see tools/daprd/cmd/daprd/main.go)
+DAPRD_PACKAGE = "./cmd/daprd"
 HELM = BIN / "helm"
 DAPR_BIN = BIN / "dapr"
 KNATIVE_BIN = BIN / "knative"
@@ -170,6 +173,29 @@ def _reports(binary: Path, args: list[str] | None, package: str, version: str) -
     return got == version or version in (got.splitlines() or [""])[0].split()
 
 
+def _module_path(mod: Path) -> str:
+    """The ``module`` line of ``mod/go.mod``."""
+    for line in (mod / "go.mod").read_text().splitlines():
+        if line.startswith("module "):
+            return line.split()[1]
+    raise BootstrapError(f"{mod / 'go.mod'} has no module line")
+
+
+def build_info_path(binary: Path) -> str:
+    """The main package ``binary`` was built from (``path`` in ``go version -m``), or ""."""
+    if not binary.exists() or not shutil.which("go"):
+        return ""
+    try:
+        out = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "path":
+            return parts[1]
+    return ""
+
+
 def build_info_version(binary: Path, package: str) -> str:
     """The version of the module that provides ``package``, from ``go version -m binary``."""
     if not binary.exists() or not shutil.which("go"):
@@ -202,20 +228,29 @@ def _go_tool(
     note: str = "",
     force: bool = False,
     module: str | None = None,
+    sources: tuple[str, ...] = (),
 ) -> None:
     """Build ``package`` from the tool module ``tools/<module or name>`` unless ``binary`` already
     reports ``version`` (``version_args`` None: the module version in the binary's build info).
 
     With several packages (one ``go build``), each command lands in ``binary.parent`` under its own
-    name, and ``binary`` (one of them) answers the version probe.
+    name, and ``binary`` (one of them) answers the version probe. ``sources`` (files of the module,
+    e.g. a main package of our own) count as inputs; a package of the module (``./cmd/x``) must also
+    be the one the existing binary was built from (and its stamp match), or it is built again.
     """
     mod = TOOLS / (module or name)
     packages = [package] if isinstance(package, str) else package
     outputs = [binary] if len(packages) == 1 else [binary.parent / p.rsplit("/", 1)[-1] for p in packages]
-    want = {"version": version, "inputs": _sha(mod / "go.mod", mod / "go.sum")}
+    want = {"version": version, "inputs": _sha(mod / "go.mod", mod / "go.sum", *(mod / s for s in sources))}
     if tags:
         want["tags"] = tags
-    if not force and all(o.exists() for o in outputs) and _reports(binary, version_args, packages[0], version):
+    ours = _module_path(mod) + packages[0][1:] if packages[0].startswith("./") else ""
+    if (
+        not force
+        and all(o.exists() for o in outputs)
+        and _reports(binary, version_args, packages[0], version)
+        and (not ours or (_stamp_ok(name, want) and build_info_path(binary) == ours))
+    ):
         if not _stamp_ok(name, want):
             _write_stamp(name, want)  # binary is right (e.g. built by hand with the same command)
         log(f"{name} {version}: up to date ({binary.parent if len(outputs) > 1 else binary})")
@@ -244,11 +279,12 @@ def step_daprd(force: bool = False) -> None:
         DAPR_VERSION,
         DAPRD,
         ["--version"],
-        "github.com/dapr/dapr/cmd/daprd",
+        DAPRD_PACKAGE,
         f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_VERSION}",
         tags="stablecomponents",
         note=" (a few minutes on 2 cores; Go caches make rebuilds fast)",
         force=force,
+        sources=("cmd/daprd/main.go",),
     )
 
 

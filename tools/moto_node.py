@@ -5,10 +5,11 @@ real HTTP implementation of the S3 and Secrets Manager APIs, on loopback.
     python tools/moto_node.py run [--port 5000]      # foreground, bucket and secrets created
 
 The stack (tools/stack.py) starts it as one more supervised process and creates the bucket the
-``bindings.aws.s3`` component writes to (its keys are in the stack's local secret store). moto
-keeps everything in memory: ``prepare`` runs again after every (re)start. ``prepare`` also stores
-the keys in moto's Secrets Manager, for a daprd built with ``allcomponents`` (where
-``secretstores.aws.secretmanager`` is registered) and for the tests' own checks.
+``bindings.aws.s3`` component writes to. ``prepare`` also stores the S3 keys in moto's Secrets
+Manager, and with ``up --secret-store aws`` every secret of the stack, one secret per key, which
+daprd then reads through ``secretstores.aws.secretmanager`` (registered by our daprd build,
+tools/daprd/cmd/daprd). moto keeps everything in memory: ``prepare`` runs again after every
+(re)start.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def wait_ready(port: int, proc: procs.Proc | None = None, timeout: float = 30.0)
     raise RuntimeError(f"moto_server did not answer on port {port} within {timeout:.0f}s")
 
 
-def prepare(port: int, creds: Credentials, bucket: str = BUCKET) -> None:
-    """Create the bucket and put the S3 credentials into Secrets Manager (idempotent)."""
+def prepare(port: int, creds: Credentials, secrets_: dict[str, str] | None = None, bucket: str = BUCKET) -> None:
+    """Create the bucket and put the S3 credentials and ``secrets_`` into Secrets Manager, one secret
+    per key (idempotent)."""
     s3 = client("s3", port, creds)
     try:
         s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
@@ -98,7 +100,8 @@ def prepare(port: int, creds: Credentials, bucket: str = BUCKET) -> None:
         if "BucketAlreadyOwnedByYou" not in str(exc):
             raise
     sm = client("secretsmanager", port, creds)
-    for name, value in (("s3-access-key", creds.access_key), ("s3-secret-key", creds.secret_key)):
+    values = {**(secrets_ or {}), "s3-access-key": creds.access_key, "s3-secret-key": creds.secret_key}
+    for name, value in values.items():
         try:
             sm.create_secret(Name=name, SecretString=value)  # type: ignore[attr-defined]
         except Exception as exc:

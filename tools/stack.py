@@ -67,6 +67,9 @@ DAPR_RUN = RUN / "dapr"
 RESOURCES = DAPR_RUN / "resources"
 CONFIG = DAPR_RUN / "config.yaml"
 SECRETS_FILE = DAPR_RUN / "secrets.json"
+# where taskflow-secrets reads from: the local file (dapr/secretstore.yaml) or AWS Secrets Manager,
+# moto's in the stack (dapr/secretstores/aws-secretmanager.yaml, rendered over secretstore.yaml)
+SECRET_STORES = {"file": None, "aws": DAPR_SRC / "secretstores" / "aws-secretmanager.yaml"}
 DAPRD = bootstrap.DAPRD
 
 PG_VERSION = os.environ.get("TASKFLOW_PG_VERSION", "15")
@@ -194,6 +197,10 @@ class Stack(procs.Lifecycle):
     supervise: restart any process that dies, with backoff (default True).
     pg_cluster / pg_port: the host's PostgreSQL cluster (``$TASKFLOW_PG_CLUSTER``/``$TASKFLOW_PG_PORT``,
         default ``main`` on 5432); the stack starts it when it is down and then supervises it.
+    secret_store: where every daprd's ``taskflow-secrets`` reads the secrets from: ``file`` (the
+        stack's 0600 JSON file, ``secretstores.local.file``) or ``aws`` (moto's Secrets Manager through
+        ``secretstores.aws.secretmanager``; the stack puts each key there after moto starts and again
+        after moto restarts, and gives only the daprd processes AWS credentials).
     extra_env: added to every function's environment.
     run_dir: where the rendered Dapr resources, the secrets file and the logs go (default ``.cache/run``).
     """
@@ -220,6 +227,7 @@ class Stack(procs.Lifecycle):
     pg_cluster: str = PG_CLUSTER
     pg_port: int = PG_PORT
     run_bootstrap: bool = True
+    secret_store: str = "file"
     extra_env: dict[str, str] = field(default_factory=dict)
     run_dir: Path = RUN
     log_level: str = "info"
@@ -232,6 +240,7 @@ class Stack(procs.Lifecycle):
     collector: Proc | None = field(default=None, init=False)
     helpers: dict[str, tuple[Callable[[], Proc], Proc]] = field(default_factory=dict, init=False)
     aws: moto_node.Credentials = field(default_factory=moto_node.Credentials.generate, init=False)
+    _secret_values: dict[str, str] = field(default_factory=dict, init=False)
     _kafka_started: bool = field(default=False, init=False)
     _pg_started: bool = field(default=False, init=False)
     _started: bool = field(default=False, init=False)
@@ -399,6 +408,8 @@ class Stack(procs.Lifecycle):
     # ---- steps
 
     def _start(self) -> None:
+        if self.secret_store not in SECRET_STORES:
+            raise StackError(f"secret_store={self.secret_store!r}: use one of {', '.join(SECRET_STORES)}")
         specs = [f for f in FUNCTIONS if self.only is None or f.app_id in self.only]
         if not specs:
             raise StackError(f"no function selected by only={self.only}")
@@ -427,6 +438,7 @@ class Stack(procs.Lifecycle):
         if self.run_bootstrap:
             bootstrap.bootstrap()
         secrets_ = self._secrets()
+        self._secret_values = {k: v for k, v in secrets_.items() if not k.startswith("_")}
         self._postgres(secrets_["_pg_password"])
         if not kafka_node.is_running() and not _port_open(kafka_node.PORT):
             self._kafka_started = True
@@ -448,6 +460,9 @@ class Stack(procs.Lifecycle):
             "TASKFLOW_S3_BUCKET": moto_node.BUCKET,
         }
         resources, config = render_dapr(render_env, dest=self.dapr_run)
+        store = SECRET_STORES[self.secret_store]
+        if store is not None:
+            (resources / "secretstore.yaml").write_text(render_text(store.read_text(), render_env))
         self._audit_endpoint(resources)
         log(f"rendered Dapr resources into {resources}")
         self.app_api_token = secrets.token_urlsafe(24)
@@ -473,12 +488,13 @@ class Stack(procs.Lifecycle):
         log(f"OpenTelemetry Collector up in {time.monotonic() - t0:.1f}s (writing {self.telemetry_dir})")
 
     def _start_moto(self) -> Proc:
-        """moto's S3 on loopback, with the bucket the binding writes to (moto keeps it in memory)."""
+        """moto's S3 and Secrets Manager on loopback, with the bucket the binding writes to and (secret
+        store ``aws``) every secret of the stack: moto keeps them in memory, so a restart puts them again."""
         t0 = time.monotonic()
         proc = moto_node.spawn(self.moto_port, self.logs / "moto.log")
         try:
             moto_node.wait_ready(self.moto_port, proc)
-            moto_node.prepare(self.moto_port, self.aws)
+            moto_node.prepare(self.moto_port, self.aws, self._secret_values if self.secret_store == "aws" else None)
         except Exception as exc:
             # never leave it behind: a moto that binds later would hold the port after the stack stops
             procs.stop([proc], timeout=5, log=log)
@@ -609,6 +625,8 @@ scopes:
     def _start_daprd(self, a: App, resources: Path, config: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("TASKFLOW_DATABASE_URL", "TASKFLOW_JWT_SECRET")}
         env["APP_API_TOKEN"] = self.app_api_token
+        if self.secret_store == "aws":  # the AWS SDK's default chain; the functions never see these
+            env.update(self.aws.env())
         cmd = [
             str(DAPRD),
             "--app-id",
@@ -706,6 +724,12 @@ scopes:
                 f"log {self.logs / 'moto.log'}",
                 flush=True,
             )
+        where = (
+            f"AWS Secrets Manager (moto, {moto_node.endpoint(self.moto_port)})"
+            if self.secret_store == "aws"
+            else f"local file {self.secrets_file}"
+        )
+        print(f"Secrets:    taskflow-secrets from {where}", flush=True)
         if self.collector is not None:
             p = self.collector_ports
             print(
@@ -791,6 +815,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--collector-prometheus-port", type=int, default=8889, help="the collector's /metrics port")
     up.add_argument("--database", default=PG_DB, help="PostgreSQL database (owned by the role taskflow)")
     up.add_argument("--log-level", default="info")
+    up.add_argument(
+        "--secret-store",
+        choices=sorted(SECRET_STORES),
+        default="file",
+        help="where daprd reads the secrets: the local file or AWS Secrets Manager (moto's)",
+    )
     sub.add_parser("render", help="render dapr/ into .cache/run/dapr/ and exit")
     sub.add_parser("down", help="stop the Kafka broker started by kafka_node.py")
     args = ap.parse_args(argv)
@@ -822,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         otlp_http_port=args.otlp_http_port,
         collector_prometheus_port=args.collector_prometheus_port,
         database=args.database,
+        secret_store=args.secret_store,
     )
     return procs.foreground(
         stack,

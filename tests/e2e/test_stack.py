@@ -86,6 +86,9 @@ def stack() -> Iterator[Any]:
         collector_prometheus_port=int(os.environ.get("TASKFLOW_E2E_COLLECTOR_PROM_PORT", "18889")),
         database=DATABASE,
         fresh_database=True,
+        # every sidecar reads taskflow-secrets from moto's AWS Secrets Manager, as values-cloud.yaml does
+        # on AWS (TASKFLOW_E2E_SECRET_STORE=file runs the suite on the local file store instead)
+        secret_store=os.environ.get("TASKFLOW_E2E_SECRET_STORE", "aws"),
     )
     try:
         s.start()
@@ -567,6 +570,37 @@ def _ready_export(api: httpx.Client, fmt: str) -> dict[str, Any]:
     assert resp.status_code == 202, resp.text
     location = resp.headers["Location"]
     return dict(eventually(lambda: (b := api.get(location).json()).get("status") == "ready" and b, timeout=60))
+
+
+def test_the_functions_secrets_come_from_aws_secrets_manager_through_daprd(stack: Any, api: httpx.Client) -> None:
+    """What boto3 reads from moto's Secrets Manager is what every sidecar's secret store serves, and
+    the functions work with it: tokens signed with that jwt-secret are accepted, the database-url
+    reaches PostgreSQL, the S3 keys write an export."""
+    if stack.secret_store != "aws":
+        pytest.skip("TASKFLOW_E2E_SECRET_STORE=file")
+    sm = _aws(stack, "secretsmanager")
+    put = {
+        key: sm.get_secret_value(SecretId=key)["SecretString"]
+        for key in ("database-url", "pg-connection-string", "jwt-secret", "webhook-signing-key", "s3-secret-key")
+    }
+    assert put["jwt-secret"] == JWT_SECRET
+    probe = f"e2e-probe-{uuid.uuid4().hex[:8]}"  # created after daprd started: read live, not from a copy
+    sm.create_secret(Name=probe, SecretString="from moto")
+    for app in stack.apps.values():
+        meta = httpx.get(f"{app.dapr_http_url}/v1.0/metadata", timeout=10).json()
+        stores = {c["name"]: c["type"] for c in meta["components"] if c["type"].startswith("secretstores.")}
+        assert stores == {"taskflow-secrets": "secretstores.aws.secretmanager"}, app.app_id
+        got = httpx.get(f"{app.dapr_http_url}/v1.0/secrets/taskflow-secrets/{probe}", timeout=10)
+        assert got.json() == {probe: "from moto"}
+    sidecar = stack.apps["tasks-api"].dapr_http_url
+    for key, value in put.items():
+        assert httpx.get(f"{sidecar}/v1.0/secrets/taskflow-secrets/{key}", timeout=10).json() == {key: value}
+    # the functions read these through their sidecars (none is in their environment, checked above)
+    task = api.post("/v1/tasks", json={"title": "secrets from Secrets Manager"})
+    assert task.status_code == 201
+    assert _ready_export(api, "json")["status"] == "ready"
+    with user_client(stack.api_url, put["jwt-secret"], timeout=30) as signed_with_boto3s_value:
+        assert signed_with_boto3s_value.get("/v1/tasks").status_code == 200
 
 
 def test_an_export_lands_in_s3_and_downloads_through_a_presigned_url(stack: Any, api: httpx.Client) -> None:

@@ -5,7 +5,10 @@ module taskflow.local/tools/daprd
 
 go 1.26.5
 
-require github.com/dapr/dapr v1.18.2
+require (
+	github.com/dapr/components-contrib v1.18.3
+	github.com/dapr/dapr v1.18.2
+)
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -140,7 +143,6 @@ require (
 	github.com/creasty/defaults v1.5.2 // indirect
 	github.com/cyphar/filepath-securejoin v0.6.1 // indirect
 	github.com/dancannon/gorethink v4.0.0+incompatible // indirect
-	github.com/dapr/components-contrib v1.18.3 // indirect
 	github.com/dapr/durabletask-go v0.12.2-0.20260720132056-79042da5fe61 // indirect
 	github.com/dapr/kit v0.18.2 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
