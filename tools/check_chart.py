@@ -49,7 +49,14 @@ CONSUMERS = {  # app-id -> (topic, route, routing-rule match or None)
     "audit": ("task-events", "/events/task-events", None),
     "exports": ("exports", "/events/exports", None),
 }
-CRON_FUNCTIONS = ("event-fanout", "reminder-dispatch", "exports")
+# cron binding -> (function, route): exports has two, its housekeeping and the daily audit archive
+CRON_BINDINGS = {
+    "fanout-cron": ("event-fanout", "/cron"),
+    "reminder-cron": ("reminder-dispatch", "/cron"),
+    "exports-cron": ("exports", "/cron"),
+    "archive-cron": ("exports", "/cron/archive"),
+}
+CRON_TRIGGERS = tuple(CRON_BINDINGS.values())
 KNATIVE_RESERVED_PORTS = {"8012", "8013", "8022", "9090", "9091"}
 
 #: Secret values passed with --set-string; they may appear only base64-encoded in Secret data.
@@ -716,9 +723,11 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
                     errors.append(f"{_ref(sink)}: must write structured CloudEvents to {topic}-dlq")
             elif not (dls or {}).get("uri"):
                 errors.append(f"{_ref(src)}: a deadLetterSink is required (poison events are answered 400)")
-        pings = {o["spec"]["sink"]["ref"]["name"]: o for o in _find(objs, "PingSource")}
-        if set(pings) != set(CRON_FUNCTIONS) or any(p["spec"]["sink"].get("uri") != "/cron" for p in pings.values()):
-            errors.append(f"PingSources must post /cron to {CRON_FUNCTIONS}, got {sorted(pings)}")
+        pings = sorted(
+            (p["spec"]["sink"]["ref"]["name"], p["spec"]["sink"].get("uri")) for p in _find(objs, "PingSource")
+        )
+        if pings != sorted(CRON_TRIGGERS):
+            errors.append(f"PingSources must post {sorted(CRON_TRIGGERS)} (function, route), got {pings}")
         endpoints = _find(objs, "HTTPEndpoint", "dapr.io/")
         api_env = _env(pods["tasks-api"][2]) if "tasks-api" in pods else {}
         audit_id = (api_env.get("TASKFLOW_AUDIT_APP_ID") or {}).get("value")
@@ -729,12 +738,13 @@ def check_contract(variant: Variant, objs: list[dict[str, Any]]) -> list[str]:
     else:
         if sources:
             errors.append("eventDelivery=dapr must render no KafkaSource or PingSource")
-        if {c["metadata"]["name"] for c in crons} != {"fanout-cron", "reminder-cron", "exports-cron"}:
-            errors.append("eventDelivery=dapr needs the cron bindings fanout-cron, reminder-cron and exports-cron")
+        if {c["metadata"]["name"] for c in crons} != set(CRON_BINDINGS):
+            errors.append(f"eventDelivery=dapr needs the cron bindings {', '.join(sorted(CRON_BINDINGS))}")
         for c in crons:
             meta = {i["name"]: i.get("value") for i in c["spec"]["metadata"]}
-            if meta.get("route") != "/cron" or meta.get("direction") != "input":
-                errors.append(f"{_ref(c)}: needs route /cron and direction input")
+            want = CRON_BINDINGS.get(c["metadata"]["name"], ("", "/cron"))
+            if meta.get("route") != want[1] or meta.get("direction") != "input" or c.get("scopes") != [want[0]]:
+                errors.append(f"{_ref(c)}: needs route {want[1]}, direction input and scope {want[0]}")
         by_app = {(s.get("scopes") or [""])[0]: s for s in subs}
         if set(by_app) != set(CONSUMERS):
             errors.append(f"Subscriptions scoped to {sorted(by_app)}, expected {sorted(CONSUMERS)}")

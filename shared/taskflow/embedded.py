@@ -18,7 +18,7 @@ from flask import Flask
 from taskflow import bootstrap, config
 from taskflow.adapters.inprocess import DirectInvoker, InProcessBus, load_subscriptions
 from taskflow.functions import FUNCTIONS
-from taskflow.service_layer import outbox
+from taskflow.service_layer import archive, outbox
 
 log = logging.getLogger("taskflow.embedded")
 
@@ -86,31 +86,40 @@ class Embedded:
         self.root.use(publisher=self.bus)
         self.bus.start()
         if timers:
-            s = self.root.settings
-            self._timer("event-fanout", s.fanout_interval)
-            self._timer("reminder-dispatch", s.reminder_interval)
-            # The exports function's housekeeping (expired exports), as its cron binding runs it.
-            self._timer("exports", float(self.root.environ.get("TASKFLOW_EXPORTS_INTERVAL") or 3600))
+            for app_id, route, interval in self.cron_schedules():
+                self._timer(app_id, interval, route)
+
+    def cron_schedules(self) -> list[tuple[str, str, float]]:
+        """(app-id, route, seconds) of each timer, as the cron bindings of the stack and chart run
+        them: the relay, the reminder tick, the exports' housekeeping (stale and expired exports,
+        orphan objects) and, on a route and timer of its own, the daily audit archive."""
+        s, env = self.root.settings, self.root.environ
+        return [
+            ("event-fanout", "/cron", s.fanout_interval),
+            ("reminder-dispatch", "/cron", s.reminder_interval),
+            ("exports", "/cron", float(env.get("TASKFLOW_EXPORTS_INTERVAL") or 300)),
+            ("exports", archive.CRON_ROUTE, float(env.get("TASKFLOW_ARCHIVE_INTERVAL") or archive.DAILY)),
+        ]
 
     def _mark_sent(self, event_ids: list[str]) -> None:
         outbox.mark_sent(self.root.uow(), self.root.clock, *event_ids)
 
-    def tick(self, app_id: str) -> Any:
+    def tick(self, app_id: str, route: str = "/cron") -> Any:
         """One cron trigger, exactly as the cron binding sends it (empty body, JSON content type)."""
         token = self.root.settings.app_api_token
         hdrs = {"content-type": "application/json", **({"dapr-api-token": token} if token else {})}
-        resp = self.apps[app_id].test_client().post("/cron", data=b"", headers=hdrs)
+        resp = self.apps[app_id].test_client().post(route, data=b"", headers=hdrs)
         return resp.get_json(silent=True)
 
-    def _timer(self, app_id: str, interval: float) -> None:
+    def _timer(self, app_id: str, interval: float, route: str = "/cron") -> None:
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
-                    self.tick(app_id)
+                    self.tick(app_id, route)
                 except Exception:
-                    log.exception("%s tick failed", app_id)
+                    log.exception("%s tick (%s) failed", app_id, route)
 
-        t = threading.Thread(target=loop, name=f"cron-{app_id}", daemon=True)
+        t = threading.Thread(target=loop, name=f"cron-{app_id}{route}", daemon=True)
         t.start()
         self._timers.append(t)
 

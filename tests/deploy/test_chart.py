@@ -486,3 +486,38 @@ def test_a_request_timeout_above_knatives_maximum_is_refused_by_the_chart() -> N
         )
     )
     assert {o["spec"]["template"]["spec"]["timeoutSeconds"] for o in _pods(objs).values()} == {3600}
+
+
+@pytest.mark.parametrize("delivery", cc.DELIVERIES)
+def test_the_audit_archive_runs_daily_on_a_trigger_of_its_own(rendered: Any, delivery: str) -> None:
+    """archive-cron (Dapr) or a PingSource of its own (Knative) posts /cron/archive to exports once a
+    day; the exports' housekeeping keeps /cron every five minutes."""
+    _, objs = _render(rendered, cc.Variant(None, delivery, True))
+    if delivery == "dapr":
+        crons = {
+            o["metadata"]["name"]: {m["name"]: m["value"] for m in o["spec"]["metadata"]} | {"scope": o["scopes"]}
+            for o in objs
+            if o["kind"] == "Component" and o["spec"]["type"] == "bindings.cron"
+        }
+        assert crons["archive-cron"] == {
+            "schedule": "@daily",
+            "route": "/cron/archive",
+            "direction": "input",
+            "scope": ["exports"],
+        }
+        assert crons["exports-cron"]["schedule"] == "@every 5m" and crons["exports-cron"]["route"] == "/cron"
+    else:
+        pings = {
+            (o["spec"]["sink"]["ref"]["name"], o["spec"]["sink"]["uri"]): o["spec"]["schedule"]
+            for o in objs
+            if o["kind"] == "PingSource"
+        }
+        assert pings[("exports", "/cron/archive")] == "17 3 * * *"  # minute 17 of 03:00, once a day
+        assert pings[("exports", "/cron")] == "*/5 * * * *"
+
+
+def test_check_catches_the_archive_on_the_housekeeping_route(dapr_objs: Any) -> None:
+    variant, objs = dapr_objs
+    cron = next(o for o in objs if o["kind"] == "Component" and o["metadata"]["name"] == "archive-cron")
+    next(m for m in cron["spec"]["metadata"] if m["name"] == "route")["value"] = "/cron"
+    assert any("archive-cron" in e and "/cron/archive" in e for e in cc.check_contract(variant, objs))

@@ -691,7 +691,7 @@ def test_the_audit_archive_moves_old_rows_to_s3_and_a_moto_outage_loses_and_dupl
 
     def tick() -> httpx.Response:
         headers = {"dapr-api-token": stack.app_api_token, "content-type": "application/json"}
-        return httpx.post(f"{stack.apps['exports'].app_url}/cron", headers=headers, timeout=120)
+        return httpx.post(f"{stack.apps['exports'].app_url}{archive.CRON_ROUTE}", headers=headers, timeout=120)
 
     def manifest() -> list[dict[str, Any]]:
         with db.connect() as conn:

@@ -49,9 +49,9 @@ def test_old_audit_rows_move_to_the_archive(app: Any, client: Any, clock: Any, t
     ids = _tasks(app, client, 3)
     before = _event_ids(app)
     assert len(before) == 6
-    assert app.tick("exports")["archived_rows"] == 0  # nothing is 90 days old yet
+    assert app.tick("exports", archive.CRON_ROUTE)["archived_rows"] == 0  # nothing is 90 days old yet
     clock.advance(days=91)
-    result = app.tick("exports")
+    result = app.tick("exports", archive.CRON_ROUTE)
     assert (result["archived_rows"], result["archived_objects"]) == (6, 1)
     assert _count(app, tables.audit_log) == 0
     [obj] = [p for p in (tmp_path / "exports" / "audit").rglob("*.jsonl.gz")]
@@ -82,9 +82,9 @@ def test_the_retention_period_comes_from_the_configuration_store(app: Any, clien
     with app.root.engine.begin() as conn:
         conn.execute(tables.taskflow_config.insert().values(key="audit_retention_days", value="200", version="1"))
     clock.advance(days=91)
-    assert app.tick("exports")["archived_rows"] == 0
+    assert app.tick("exports", archive.CRON_ROUTE)["archived_rows"] == 0
     clock.advance(days=110)
-    assert app.tick("exports")["archived_rows"] == 2
+    assert app.tick("exports", archive.CRON_ROUTE)["archived_rows"] == 2
 
 
 class FailingStore:
@@ -133,3 +133,29 @@ def test_a_failure_in_the_middle_loses_and_duplicates_nothing(app: Any, client: 
     assert _count(app, tables.audit_log) == 0
     again = archive.archive_audit(app.root.uow(), clock, app.root.object_store, 90, batch=2, max_objects=10)
     assert again.objects == 0
+
+
+def test_the_archive_runs_daily_on_its_own_trigger_in_embedded_mode_and_the_stack(app: Any, tmp_path: Path) -> None:
+    """Embedded mode's timers and the stack's cron bindings both post /cron/archive to exports once a
+    day; the exports' housekeeping (/cron) runs every five minutes and archives nothing."""
+    schedules = app.cron_schedules()
+    assert ("exports", archive.CRON_ROUTE, 86400.0) in schedules
+    assert ("exports", "/cron", 300.0) in schedules
+    assert "archived_rows" not in app.tick("exports")
+
+    import yaml
+
+    from tests.toolmodules import load_tool
+
+    stack = load_tool("stack")
+    resources, _ = stack.render_dapr({}, dest=tmp_path)
+    crons = {
+        d["metadata"]["name"]: ({m["name"]: m["value"] for m in d["spec"]["metadata"]}, d["scopes"])
+        for d in yaml.safe_load_all((resources / "bindings.yaml").read_text())
+        if d and d["spec"]["type"] == "bindings.cron"
+    }
+    assert crons["archive-cron"] == (
+        {"schedule": "@every 86400s", "direction": "input", "route": archive.CRON_ROUTE},
+        ["exports"],
+    )
+    assert crons["exports-cron"][0]["schedule"] == "@every 300s"

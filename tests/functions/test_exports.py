@@ -142,3 +142,82 @@ def test_bad_export_requests_write_nothing(app: Any, client: Any) -> None:
         assert resp.mimetype == "application/problem+json"
     assert client.get("/v1/exports/not-an-id", headers=auth()).status_code == 404
     assert client.post("/v1/exports", json={"format": "ics"}).status_code == 401
+
+
+class StoreThatNeverAnswers:
+    """The object store port when S3 does not answer: each write ends in the client's deadline (the
+    Dapr SDK's, DAPR_API_TIMEOUT_SECONDS), after ``writes_first`` has (or has not) stored the object."""
+
+    def __init__(self, inner: Any, writes_first: bool = False) -> None:
+        self.inner, self.writes_first, self.attempts = inner, writes_first, 0
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.attempts += 1
+        if self.writes_first:  # the upload landed, the answer (and so the commit) never came
+            self.inner.put(key, data, content_type)
+        raise TimeoutError("Deadline Exceeded")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _files(tmp_path: Path) -> list[str]:
+    root = tmp_path / "exports"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_an_export_whose_object_store_never_answers_fails_with_a_reason_in_bounded_time(
+    app: Any, client: Any, clock: Any, tmp_path: Path
+) -> None:
+    _sample(client)
+    store = StoreThatNeverAnswers(app.root.object_store)
+    app.root.use(object_store=store)
+    app.bus.max_attempts, app.bus.backoff = 3, 0.01  # delivery gives up (dead letter) quickly
+    pending = export(app, client, "ics")
+    assert pending["status"] == "pending" and store.attempts == 3
+    assert app.tick("exports")["failed"] == 0  # not yet ten minutes
+    assert client.get(f"/v1/exports/{pending['id']}", headers=auth()).get_json()["status"] == "pending"
+    clock.advance(minutes=10, seconds=1)
+    assert app.tick("exports")["failed"] == 1
+    failed = client.get(f"/v1/exports/{pending['id']}", headers=auth()).get_json()
+    assert failed["status"] == "failed" and "download_url" not in failed
+    assert "did not accept the export within 10 minutes" in failed["reason"]
+    assert app.tick("exports")["failed"] == 0  # settled once
+    # a redelivery after the limit does not try forever either: the export fails at once
+    app.bus.max_attempts = 8
+    late = export(app, client, "json")
+    assert late["status"] == "pending"
+    clock.advance(minutes=11)
+    from taskflow import events
+    from taskflow.service_layer import exports as user_exports
+
+    data = events.ExportRequestedData(export_id=late["id"], owner_id="alice", format="json")  # type: ignore[arg-type]
+    received = events.Received("redelivered", events.EXPORT_REQUESTED, late["id"], data)
+    assert user_exports.run_export(app.root.uow(), clock, store, received) == "failed"
+    assert client.get(f"/v1/exports/{late['id']}", headers=auth()).get_json()["status"] == "failed"
+
+
+def test_objects_of_no_ready_export_are_swept_and_ready_ones_kept(
+    app: Any, client: Any, clock: Any, tmp_path: Path
+) -> None:
+    _sample(client)
+    kept = export(app, client, "ics")
+    assert kept["status"] == "ready"
+    # a crash between the upload and the commit: the object is there, the export never became ready
+    app.root.use(object_store=StoreThatNeverAnswers(app.root.object_store, writes_first=True))
+    app.bus.max_attempts, app.bus.backoff = 2, 0.01
+    crashed = export(app, client, "json")
+    assert crashed["status"] == "pending"
+    app.root.use(object_store=app.root.object_store.inner)
+    stray = "exports/" + "0" * 32 + "/not-an-export/taskflow-tasks.ics"  # no export row at all
+    app.root.object_store.put(stray, b"BEGIN:VCALENDAR", "text/calendar")
+    assert len(_files(tmp_path)) == 3
+    clock.advance(minutes=11)
+    assert app.tick("exports") == {"failed": 1, "purged": 0, "orphans_deleted": 0}  # too fresh to sweep
+    clock.advance(hours=1)
+    assert app.tick("exports")["orphans_deleted"] == 2
+    [left] = _files(tmp_path)
+    assert kept["id"] in left
+    again = client.get(f"/v1/exports/{kept['id']}", headers=auth()).get_json()
+    assert download(client, again["download_url"]).status_code == 200
+    assert app.tick("exports")["orphans_deleted"] == 0

@@ -91,6 +91,9 @@ exports:
   route: /events/exports
   binding: exports-cron
   scheduleKey: exports
+  # a second cron trigger of the same function: the daily audit archive (route /cron/archive)
+  archiveBinding: archive-cron
+  archiveRoute: /cron/archive
 {{- end }}
 
 {{/* The app-ids in a fixed order. */}}

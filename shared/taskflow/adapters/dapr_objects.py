@@ -1,12 +1,14 @@
 """The object store through a Dapr output binding (``bindings.aws.s3``: S3, DigitalOcean Spaces,
-MinIO, GCS interop, moto): ``create``, ``get``, ``delete`` and ``presign`` by key."""
+MinIO, GCS interop, moto): ``create``, ``get``, ``delete`` and ``presign`` by key, and ``list``."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from taskflow.adapters.dapr import Sidecar
+from taskflow.service_layer.ports import StoredObject
 
 
 class DaprObjectStore:
@@ -42,3 +44,22 @@ class DaprObjectStore:
         resp = self._invoke("presign", key, presignTTL=f"{ttl_seconds}s")
         url: str = json.loads(resp.data)["presignURL"]
         return url
+
+    def list(self, prefix: str, after: str, limit: int) -> list[StoredObject]:
+        """The binding's ``list`` answers with S3's ListObjects output as JSON (Go field names);
+        ``marker`` is S3's: keys after it, in key order."""
+        request = json.dumps({"prefix": prefix, "marker": after, "maxResults": limit}).encode()
+        resp = self.sidecar.client().invoke_binding(self.binding, "list", request, binding_metadata={})
+        listing = json.loads(resp.data or b"{}")
+        return [
+            StoredObject(item["Key"], _s3_time(item.get("LastModified")))
+            for item in listing.get("Contents") or []
+            if item.get("Key")
+        ]
+
+
+def _s3_time(value: str | None) -> datetime:
+    """RFC 3339 from Go's time.Time; an object without one counts as written now (never swept early)."""
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)

@@ -53,6 +53,21 @@ class DataRepository:
         stmt = select(exports).where(exports.c.expires_at <= now).order_by(exports.c.expires_at).limit(limit)
         return [dict(r._mapping) for r in self.conn.execute(stmt)]
 
+    def stale_exports(self, created_before: datetime, limit: int) -> list[dict[str, Any]]:
+        stmt = (
+            select(exports)
+            .where(exports.c.status == "pending", exports.c.created_at < created_before)
+            .order_by(exports.c.created_at)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+    def exports_by_id(self, export_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not export_ids:
+            return {}
+        stmt = select(exports).where(exports.c.id.in_(list(export_ids)))
+        return {r.id: dict(r._mapping) for r in self.conn.execute(stmt)}
+
     def delete_export(self, export_id: str) -> None:
         self.conn.execute(delete(exports).where(exports.c.id == export_id))
 

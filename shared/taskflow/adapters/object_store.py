@@ -9,10 +9,11 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from taskflow.service_layer.ports import Clock
+from taskflow.service_layer.ports import Clock, StoredObject
 
 DOWNLOAD_PREFIX = "/v1/downloads/"
 
@@ -49,6 +50,27 @@ class LocalFolderStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str, after: str, limit: int) -> list[StoredObject]:
+        """Files under the folder (no ``.part-`` files of writes in progress), in key order."""
+        if not self.folder.is_dir():
+            return []
+        keys = sorted(
+            key
+            for p in self.folder.rglob("*")
+            if p.is_file()
+            and not p.name.startswith(".part-")
+            and (key := p.relative_to(self.folder).as_posix()).startswith(prefix)
+            and key > after
+        )[:limit]
+        out = []
+        for key in keys:
+            try:
+                mtime = (self.folder / key).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            out.append(StoredObject(key, datetime.fromtimestamp(mtime, UTC)))
+        return out
 
     def _signature(self, key: str, filename: str, expires: int) -> str:
         message = f"{key}\n{filename}\n{expires}".encode()

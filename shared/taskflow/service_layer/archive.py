@@ -26,7 +26,12 @@ log = logging.getLogger("taskflow.archive")
 RETENTION_KEY = "audit_retention_days"
 BATCH_KEY = "audit_archive_batch"
 MAX_OBJECTS_KEY = "audit_archive_max_objects"
-DEFAULTS = {RETENTION_KEY: "90", BATCH_KEY: "1000", MAX_OBJECTS_KEY: "50"}
+# one daily run moves up to 200 x 1000 rows; a larger backlog continues the next day
+DEFAULTS = {RETENTION_KEY: "90", BATCH_KEY: "1000", MAX_OBJECTS_KEY: "200"}
+# the exports function's route for the daily run, triggered by a cron binding of its own
+# (archive-cron: the stack, the chart) or embedded mode's timer; not the exports' housekeeping cron
+CRON_ROUTE = "/cron/archive"
+DAILY = 24 * 3600
 CONTENT_TYPE = "application/gzip"
 
 

@@ -4,6 +4,12 @@
 the exports function builds the document (iCalendar or JSON), writes it through the object store
 port (a Dapr output binding) and marks the export ready; ``export_status`` answers with a download
 URL that expires. Exports older than seven days are deleted, object first.
+
+Housekeeping (the exports function's cron, every few minutes): an export still pending after
+``PENDING_LIMIT`` (the object store never answered, or the event was dead-lettered) becomes
+``failed`` with a reason; objects under ``exports/`` that no ready export points to (a crash between
+the upload and the commit, or an upload that finished after its export was failed) are deleted once
+they are ``ORPHAN_GRACE`` old.
 """
 
 from __future__ import annotations
@@ -31,13 +37,22 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 DOWNLOAD_TTL = 15 * 60
 RETENTION = timedelta(days=7)
+PENDING_LIMIT = timedelta(minutes=10)
+ORPHAN_GRACE = timedelta(hours=1)
+TIMED_OUT = "the object store did not accept the export within 10 minutes; request a new export"
+EXPORTS_PREFIX = "exports/"
 SCHEMA_VERSION = 1
 _PAGE = 200
 
 
 def owner_prefix(owner_id: str) -> str:
     """The object-key folder of one user's exports (user ids are free text: hashed)."""
-    return "exports/" + hashlib.sha256(owner_id.encode()).hexdigest()[:32] + "/"
+    return EXPORTS_PREFIX + hashlib.sha256(owner_id.encode()).hexdigest()[:32] + "/"
+
+
+def object_key(row: dict[str, Any]) -> str:
+    """Where an export's file goes: ``exports/<owner hash>/<export id>/<file name>``."""
+    return owner_prefix(row["owner_id"]) + f"{row['id']}/{FORMATS[row['format']][1]}"
 
 
 # --- the documents -------------------------------------------------------------------------
@@ -162,8 +177,8 @@ def run_export(uow: AbstractUnitOfWork, clock: Clock, store: ObjectStore, receiv
         row = uow.data.get_export(data.export_id, data.owner_id)
     if row is None or row["status"] != "pending":
         return "duplicate"
-    content_type, filename = FORMATS[row["format"]]
-    key = owner_prefix(row["owner_id"]) + f"{row['id']}/{filename}"
+    content_type = FORMATS[row["format"]][0]
+    key = object_key(row)
     try:
         body = render(uow, clock, row["owner_id"], row["format"], store)
     except RetryableError:
@@ -174,6 +189,9 @@ def run_export(uow: AbstractUnitOfWork, clock: Clock, store: ObjectStore, receiv
     try:
         store.put(key, body, content_type)
     except Exception as exc:
+        if clock() - row["created_at"] >= PENDING_LIMIT:
+            log.warning("export %s failed: no object store write within the limit (%s)", row["id"], type(exc).__name__)
+            return _finish(uow, clock, row["id"], "failed", reason=TIMED_OUT)
         raise RetryableError(f"object store write failed: {type(exc).__name__}: {exc}") from exc
     return _finish(uow, clock, row["id"], "ready", key=key)
 
@@ -216,6 +234,44 @@ def export_status(
     if row["status"] == "failed":
         body["reason"] = row["reason"]
     return body
+
+
+def fail_stale(uow: AbstractUnitOfWork, clock: Clock, limit: int = 500) -> int:
+    """Exports pending for longer than ``PENDING_LIMIT`` become ``failed`` with a reason (a write
+    that lands later is refused as a duplicate, and its object is swept as an orphan)."""
+    now = clock()
+    with uow:
+        rows = uow.data.stale_exports(now - PENDING_LIMIT, limit)
+        failed = sum(uow.data.finish_export(r["id"], "failed", now, reason=TIMED_OUT) for r in rows)
+        uow.commit(now)
+    if failed:
+        log.warning("%d export(s) pending for more than %s marked failed", failed, PENDING_LIMIT)
+    return failed
+
+
+def sweep_orphans(uow: AbstractUnitOfWork, clock: Clock, store: ObjectStore, limit: int = 5000) -> int:
+    """Delete export objects older than ``ORPHAN_GRACE`` that no ready export points to; looks at
+    ``limit`` objects at most per run. Returns how many were deleted."""
+    now = clock()
+    deleted, seen, after = 0, 0, ""
+    while seen < limit:
+        page = store.list(EXPORTS_PREFIX, after, min(1000, limit - seen))
+        if not page:
+            break
+        seen += len(page)
+        after = page[-1].key
+        ids = {o.key: o.key.split("/")[2] if o.key.count("/") >= 3 else "" for o in page}
+        with uow:
+            rows = uow.data.exports_by_id(sorted({i for i in ids.values() if i}))
+        for obj in page:
+            row = rows.get(ids[obj.key])
+            wanted = row is not None and row["status"] in ("ready", "pending") and object_key(row) == obj.key
+            if not wanted and obj.modified <= now - ORPHAN_GRACE:
+                store.delete(obj.key)
+                deleted += 1
+    if deleted:
+        log.info("deleted %d export object(s) without a ready export", deleted)
+    return deleted
 
 
 def purge_expired(uow: AbstractUnitOfWork, clock: Clock, store: ObjectStore, limit: int = 500) -> int:

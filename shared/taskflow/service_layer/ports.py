@@ -7,6 +7,7 @@ Embedded mode (``adapters.inprocess``) and the Dapr sidecar (``adapters.dapr``) 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -80,6 +81,14 @@ class SecretStore(Protocol):
     def get(self, key: str) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a listing: its key and when it was last written (aware UTC)."""
+
+    key: str
+    modified: datetime
+
+
 class ObjectStore(Protocol):
     """Objects by key (a Dapr output binding: a local folder embedded, ``bindings.aws.s3`` elsewhere)."""
 
@@ -93,3 +102,6 @@ class ObjectStore(Protocol):
 
     def download_url(self, key: str, filename: str, ttl_seconds: int) -> str:
         """A URL that downloads the object without other credentials, valid for ``ttl_seconds``."""
+
+    def list(self, prefix: str, after: str, limit: int) -> list[StoredObject]:
+        """Up to ``limit`` objects whose key starts with ``prefix`` and sorts after ``after``, in key order."""
