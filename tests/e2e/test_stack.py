@@ -622,6 +622,35 @@ def test_an_export_lands_in_s3_and_downloads_through_a_presigned_url(stack: Any,
         assert other.get(f"/v1/exports/{done['id']}").status_code == 404
 
 
+def test_the_s3_bindings_list_sees_what_boto3_wrote(stack: Any) -> None:
+    """The housekeeping's orphan sweep lists export objects through daprd's bindings.aws.s3 ``list``
+    (ListObjects as JSON): the adapter reads keys and times as boto3 sees them in moto."""
+    from taskflow.adapters.dapr import Sidecar
+    from taskflow.adapters.dapr_objects import DaprObjectStore
+
+    import moto_node
+
+    s3 = _aws(stack, "s3")
+    prefix = f"exports/{uuid.uuid4().hex}/"
+    keys = [f"{prefix}{name}/taskflow-tasks.ics" for name in ("a", "b", "c")]
+    for key in keys:
+        s3.put_object(Bucket=moto_node.BUCKET, Key=key, Body=b"BEGIN:VCALENDAR")
+    sidecar = Sidecar(f"127.0.0.1:{stack.apps['exports'].dapr_grpc_port}")
+    try:
+        store = DaprObjectStore(sidecar, "taskflow-objects")
+        listed = store.list(prefix, "", 2)
+        assert [o.key for o in listed] == keys[:2]
+        assert store.list(prefix, listed[-1].key, 10)[0].key == keys[2]
+        head = s3.head_object(Bucket=moto_node.BUCKET, Key=keys[0])
+        assert abs((listed[0].modified - head["LastModified"]).total_seconds()) < 1
+        store.delete(keys[0])
+        assert [o.key for o in store.list(prefix, "", 10)] == keys[1:]
+    finally:
+        sidecar.close()
+        for key in keys:
+            s3.delete_object(Bucket=moto_node.BUCKET, Key=key)
+
+
 def test_a_json_export_round_trips_through_import_in_the_stack(stack: Any, api: httpx.Client) -> None:
     api.post("/v1/tasks", json={"title": "json export", "tags": ["e2e"]})
     done = _ready_export(api, "json")
