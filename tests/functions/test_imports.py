@@ -216,6 +216,81 @@ def test_round_trip_to_another_user(app: Any, client: Any) -> None:
     again = post_ics(client, data, "bob").get_json()
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 4)
 
+    # the series survives (RELATED-TO + X-TASKFLOW-OCCURRENCE): one series, occurrences 1 and 2
+    def series(tasks: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
+        rents = [t for t in tasks if t["title"] == "Pay rent"]
+        assert len({t["series_id"] for t in rents}) == 1
+        return sorted((t["occurrence"], t["status"], t["due_at"]) for t in rents)
+
+    assert series(bob) == series(alice)
+    assert [(o, status) for o, status, _ in series(bob)] == [(1, "completed"), (2, "open")]
+    bob_series = {t["series_id"] for t in bob if t["title"] == "Pay rent"}
+    assert not bob_series & {t["series_id"] for t in alice}  # bob's own series, not alice's
+    # completing bob's open occurrence continues his series exactly as alice's would continue
+    for user in ("alice", "bob"):
+        open_rent = next(t for t in tasks_by_user(client, user) if t["title"] == "Pay rent" and t["status"] == "open")
+        assert client.post(f"/v1/tasks/{open_rent['id']}/complete", headers=auth(user)).status_code == 200
+    app.bus.drain(10)
+    assert series(tasks_by_user(client, "bob")) == series(tasks_by_user(client, "alice"))
+    assert [o for o, *_ in series(tasks_by_user(client, "bob"))] == [1, 2, 3]
+
+
+def tasks_by_user(client: Any, user: str) -> list[dict[str, Any]]:
+    return list(client.get("/v1/tasks?status=all&limit=200", headers=auth(user)).get_json()["items"])
+
+
+def test_later_occurrences_join_their_series_and_subtask_relations_are_ignored(app: Any, client: Any) -> None:
+    """A file from elsewhere: later occurrences name the first by RELATED-TO;RELTYPE=SIBLING without
+    TaskFlow's occurrence numbers (numbered by due time), listed before it; a subtask's RELATED-TO
+    (RELTYPE=PARENT, the default) is not a series."""
+    body = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//example//EN\r
+BEGIN:VTODO\r
+UID:third\r
+SUMMARY:Standup\r
+DUE:20300103T090000Z\r
+RRULE:FREQ=DAILY\r
+RELATED-TO;RELTYPE=SIBLING:first\r
+END:VTODO\r
+BEGIN:VTODO\r
+UID:second\r
+SUMMARY:Standup\r
+DUE:20300102T090000Z\r
+STATUS:COMPLETED\r
+COMPLETED:20300102T091000Z\r
+RRULE:FREQ=DAILY\r
+RELATED-TO;RELTYPE=SIBLING:first\r
+END:VTODO\r
+BEGIN:VTODO\r
+UID:first\r
+SUMMARY:Standup\r
+DUE:20300101T090000Z\r
+STATUS:COMPLETED\r
+COMPLETED:20300101T091000Z\r
+RRULE:FREQ=DAILY\r
+END:VTODO\r
+BEGIN:VTODO\r
+UID:child\r
+SUMMARY:Subtask\r
+DUE:20300101T090000Z\r
+RRULE:FREQ=WEEKLY\r
+RELATED-TO:first\r
+END:VTODO\r
+END:VCALENDAR\r
+"""
+    result = post_ics(client, body).get_json()
+    assert (result["created"], result["skipped"]) == (4, [])
+    tasks = tasks_by_user(client, "alice")
+    standups = sorted((t["due_at"], t["occurrence"], t["series_id"]) for t in tasks if t["title"] == "Standup")
+    assert [o for _, o, _ in standups] == [1, 2, 3] and len({s for *_, s in standups}) == 1
+    first = next(t for t in tasks if t["title"] == "Standup" and t["occurrence"] == 1)
+    assert standups[0][2] == first["id"]
+    child = next(t for t in tasks if t["title"] == "Subtask")
+    assert (child["series_id"], child["occurrence"]) == (child["id"], 1)  # a series of its own
+    again = post_ics(client, body).get_json()
+    assert (again["created"], again["unchanged"]) == (0, 4)
+
 
 def test_openapi_documents_the_import(client: Any) -> None:
     from openapi_spec_validator import validate

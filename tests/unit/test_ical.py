@@ -72,8 +72,25 @@ def test_absolute_alarms_are_date_times_and_a_series_is_related() -> None:
     text = ical.to_calendar([first, nxt], NOW).decode()
     assert f"RELATED-TO;RELTYPE=SIBLING:{first.id}" in text
     assert "TRIGGER;VALUE=DATE-TIME:20300102T083000Z" in text
+    assert "X-TASKFLOW-OCCURRENCE:2" in text
     items = ical.parse_calendar(text.encode())
     assert [i.completed_at is not None for i in items if isinstance(i, ical.ImportedTodo)] == [True, False]
+    assert [(i.series_of, i.occurrence) for i in items if isinstance(i, ical.ImportedTodo)] == [
+        (None, 1),
+        (first.id, 2),
+    ]
+
+
+def test_a_bad_occurrence_number_skips_only_that_item() -> None:
+    body = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTODO\r\nUID:a\r\nSUMMARY:A\r\n"
+        "DUE:20300101T090000Z\r\nRRULE:FREQ=DAILY\r\nRELATED-TO;RELTYPE=SIBLING:z\r\n"
+        "X-TASKFLOW-OCCURRENCE:-3\r\nEND:VTODO\r\nBEGIN:VTODO\r\nUID:b\r\nSUMMARY:B\r\nEND:VTODO\r\n"
+        "END:VCALENDAR\r\n"
+    )
+    items = ical.parse_calendar(body.encode())
+    assert [type(i).__name__ for i in items] == ["SkippedTodo", "ImportedTodo"]
+    assert "X-TASKFLOW-OCCURRENCE" in items[0].reason  # type: ignore[union-attr]
 
 
 def test_priorities_map_both_ways() -> None:

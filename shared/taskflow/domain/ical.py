@@ -8,6 +8,7 @@ an unsupported rule or a broken component makes only that item skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from taskflow.domain import recurrence as rrules
 PRODID = "-//TaskFlow//TaskFlow tasks//EN"
 #: A TaskFlow-only property: whether a series repeats from the due date or from the completion.
 ANCHOR_PROPERTY = "X-TASKFLOW-RECURRENCE-ANCHOR"
+#: A TaskFlow-only property: the task's place in its series (1 for the first occurrence).
+OCCURRENCE_PROPERTY = "X-TASKFLOW-OCCURRENCE"
 #: RFC 5545 PRIORITY: 1 is the highest, 9 the lowest, 0 or absent undefined.
 _TO_ICAL_PRIORITY = {
     model.Priority.URGENT: 1,
@@ -40,11 +43,17 @@ class CalendarError(ValueError):
 
 @dataclass(frozen=True)
 class ImportedTodo:
-    """One VTODO as task fields (``model.MUTABLE_FIELDS``) and its completion time (None = open)."""
+    """One VTODO as task fields (``model.MUTABLE_FIELDS``) and its completion time (None = open).
+
+    ``series_of`` is the UID of the series' first occurrence (``RELATED-TO;RELTYPE=SIBLING`` on a
+    recurring item, as the export writes it on later occurrences) and ``occurrence`` its place in
+    that series (``X-TASKFLOW-OCCURRENCE``, else numbered by due time among the file's siblings)."""
 
     uid: str
     fields: dict[str, Any]
     completed_at: datetime | None = None
+    series_of: str | None = None
+    occurrence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,8 @@ def to_todo(task: model.Task, now: datetime) -> Todo:
         todo.add(ANCHOR_PROPERTY, task.recurrence.anchor.value)
     if task.series_id is not None and task.series_id != task.id:
         todo.add("related-to", task.series_id, parameters={"RELTYPE": "SIBLING"})
+    if task.series_id is not None:
+        todo.add(OCCURRENCE_PROPERTY, str(task.occurrence))
     todo.add("created", task.created_at.astimezone(UTC))
     todo.add("last-modified", task.updated_at.astimezone(UTC))
     todo.add("sequence", task.version)
@@ -145,7 +156,7 @@ def parse_calendar(data: bytes) -> list[ImportedTodo | SkippedTodo]:
         return _parse_one_by_one(data, exc)
     if not calendars or not all(c.name == "VCALENDAR" for c in calendars):
         raise CalendarError("the body must be one or more VCALENDAR objects")
-    return _convert(calendars)
+    return number_series(_convert(calendars))
 
 
 _PARSE_ERRORS = (ValueError, IndexError, KeyError, TypeError)
@@ -176,7 +187,25 @@ def _parse_one_by_one(data: bytes, error: Exception) -> list[ImportedTodo | Skip
         except _PARSE_ERRORS as exc:
             uid = _UID.search(todo)
             out.append(SkippedTodo(uid.group(1).strip() if uid else None, f"broken component: {exc}"))
-    return out
+    return number_series(out)
+
+
+def number_series(items: list[ImportedTodo | SkippedTodo]) -> list[ImportedTodo | SkippedTodo]:
+    """Later occurrences without ``X-TASKFLOW-OCCURRENCE`` get 2, 3, ... by due time (their series'
+    first occurrence is 1), and every item other items name as their series comes first, so an
+    import creates a series' first occurrence before the rest."""
+    heads = {i.series_of for i in items if isinstance(i, ImportedTodo) and i.series_of}
+    groups: dict[str, list[ImportedTodo]] = {}
+    for item in items:
+        if isinstance(item, ImportedTodo) and item.series_of and item.occurrence is None:
+            groups.setdefault(item.series_of, []).append(item)
+    numbered: dict[int, ImportedTodo] = {}
+    for members in groups.values():
+        members.sort(key=lambda i: (i.fields.get("due_at") or datetime.max.replace(tzinfo=UTC), i.uid))
+        for n, member in enumerate(members, start=2):
+            numbered[id(member)] = dataclasses.replace(member, occurrence=n)
+    out = [numbered.get(id(i), i) for i in items]
+    return sorted(out, key=lambda i: 0 if isinstance(i, ImportedTodo) and i.uid in heads else 1)
 
 
 def _convert(calendars: list[Component]) -> list[ImportedTodo | SkippedTodo]:
@@ -256,7 +285,26 @@ def _todo(todo: Component, uid: str | None, default_zone: str) -> ImportedTodo:
     if status == "COMPLETED" or todo.get("completed") is not None:
         done, _ = _moment(todo, "completed", "UTC")
         completed_at = done or _moment(todo, "last-modified", "UTC")[0] or datetime.now(UTC)
-    return ImportedTodo(uid, fields, completed_at)
+    series_of, occurrence = _series(todo, uid) if recurrence is not None else (None, None)
+    return ImportedTodo(uid, fields, completed_at, series_of, occurrence)
+
+
+def _series(todo: Component, uid: str) -> tuple[str | None, int | None]:
+    """The recurring item's series: the UID of ``RELATED-TO;RELTYPE=SIBLING`` (a parent/child
+    ``RELATED-TO``, e.g. subtasks, is ignored) and ``X-TASKFLOW-OCCURRENCE``."""
+    related = todo.get("related-to")
+    values = related if isinstance(related, list) else [related] if related is not None else []
+    siblings = [str(v) for v in values if str(getattr(v, "params", {}).get("RELTYPE", "PARENT")).upper() == "SIBLING"]
+    series_of = siblings[0].strip() if siblings and siblings[0].strip() != uid else None
+    raw = _text(todo, OCCURRENCE_PROPERTY)
+    occurrence = None
+    if raw is not None:
+        if not raw.strip().isdigit() or not 1 <= int(raw) <= 1_000_000:
+            raise ValueError(f"{OCCURRENCE_PROPERTY} must be a positive integer")
+        occurrence = int(raw)
+    if series_of is None and occurrence not in (None, 1):
+        occurrence = None  # a later occurrence whose series is not named: it starts a series of its own
+    return series_of, occurrence
 
 
 def _categories(todo: Component) -> list[str]:

@@ -6,6 +6,7 @@ item that cannot be imported is reported with its reason and never stops the oth
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 
 BATCH = 100
 UID_MAX = 255
+# the series id of imported occurrences whose first occurrence is not among the user's tasks
+_SERIES_NAMESPACE = uuid.UUID("5a1f6c2e-3b1d-4f0e-9a43-7d2c1e8b9f60")
 
 
 @dataclass
@@ -95,6 +98,20 @@ def _existing(uow: AbstractUnitOfWork, owner_id: str, uid: str) -> model.Task | 
     return None
 
 
+def _series(uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo) -> dict[str, Any]:
+    """A later occurrence joins the series of the item its ``RELATED-TO`` names, as this user has
+    it (imported before, in this file or earlier, or the user's own task); when the user has no
+    such task, a series id of its own derived from that UID, so a re-import finds the same one."""
+    if item.series_of is None:
+        return {}
+    head = _existing(uow, owner_id, item.series_of)
+    if head is not None and head.series_id is not None:
+        series_id, start = head.series_id, head.series_start or head.due_at
+    else:
+        series_id, start = str(uuid.uuid5(_SERIES_NAMESPACE, f"{owner_id}\n{item.series_of}")), None
+    return {"series_id": series_id, "occurrence": item.occurrence or 2, "series_start": start}
+
+
 def _apply(
     uow: AbstractUnitOfWork, owner_id: str, item: ImportedTodo, now: Any, admit: Callable[[bool, list[str]], None]
 ) -> str:
@@ -106,8 +123,10 @@ def _apply(
         if item.completed_at is not None:
             # Created as completed (one created event): the recurrence function creates no next one.
             fields.update(status=model.Status.COMPLETED, completed_at=item.completed_at)
+        fields.update(_series(uow, owner_id, item))
         task = model.Task.create(owner_id, owner_id, now=now, **fields)
-        uow.tasks.add(task)
+        if not uow.tasks.add(task):
+            raise ValueError(f"occurrence {task.occurrence} of its series exists already")
         arm_reminders(uow, task, now)
         uow.data.remember_import(owner_id, item.uid, task.id, now)
         return "created"
