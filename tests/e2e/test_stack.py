@@ -622,13 +622,18 @@ def test_an_export_lands_in_s3_and_downloads_through_a_presigned_url(stack: Any,
         assert other.get(f"/v1/exports/{done['id']}").status_code == 404
 
 
-def test_the_s3_bindings_list_sees_what_boto3_wrote(stack: Any) -> None:
+def test_the_s3_bindings_list_sees_what_boto3_wrote(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The housekeeping's orphan sweep lists export objects through daprd's bindings.aws.s3 ``list``
     (ListObjects as JSON): the adapter reads keys and times as boto3 sees them in moto."""
+    from dapr.conf import settings as sdk_settings
+
     from taskflow.adapters.dapr import Sidecar
     from taskflow.adapters.dapr_objects import DaprObjectStore
 
     import moto_node
+
+    # the SDK waits for the sidecar's HTTP health endpoint (DAPR_HTTP_PORT) before its first call
+    monkeypatch.setattr(sdk_settings, "DAPR_HTTP_PORT", stack.apps["exports"].dapr_http_port)
 
     s3 = _aws(stack, "s3")
     prefix = f"exports/{uuid.uuid4().hex}/"
