@@ -122,3 +122,31 @@ def test_the_metrics_port_counts_the_requests_of_every_worker(server: tuple[str,
     assert scraped.status_code == 200
     assert _list_requests(scraped.text) == sent
     assert _list_requests(scraped.text, "_bucket", le="+Inf") == sent  # the histogram adds up as well
+
+
+def test_identical_series_add_up_and_others_are_kept() -> None:
+    """The merge itself: counters, histogram samples and gauges of one series add up across
+    workers; a series only one worker has is kept as it is; one HELP/TYPE per family."""
+    from taskflow.worker_metrics import merge
+
+    def worker(requests: int, pending: int | None) -> str:
+        text = (
+            "# HELP taskflow_events_published_total Outbox events accepted.\n"
+            "# TYPE taskflow_events_published_total counter\n"
+            f'taskflow_events_published_total{{topic="task-events"}} {requests}\n'
+            "# HELP d_seconds Duration.\n# TYPE d_seconds histogram\n"
+            f'd_seconds_bucket{{le="0.1"}} {requests}\nd_seconds_bucket{{le="+Inf"}} {requests}\n'
+            f"d_seconds_count {requests}\nd_seconds_sum {requests * 0.05}\n"
+        )
+        if pending is not None:
+            text += "# HELP taskflow_outbox_pending Pending.\n# TYPE taskflow_outbox_pending gauge\n"
+            text += f"taskflow_outbox_pending {pending}\n"
+        return text
+
+    families = {f.name: f for f in merge([worker(3, None), worker(4, 7), worker(5, None)])}
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert values[("taskflow_events_published_total", (("topic", "task-events"),))] == 12
+    assert values[("d_seconds_bucket", (("le", "+Inf"),))] == 12
+    assert values[("d_seconds_count", ())] == 12
+    assert values[("taskflow_outbox_pending", ())] == 7  # set by the background worker alone
+    assert families["d_seconds"].type == "histogram" and families["taskflow_events_published"].type == "counter"
