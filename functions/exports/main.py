@@ -10,7 +10,7 @@ from flask import Request, Response
 
 from taskflow import bootstrap, events
 from taskflow.api.consumers import consume, cron
-from taskflow.observability import configure_logging
+from taskflow.observability import configure_logging, served
 from taskflow.service_layer import archive
 from taskflow.service_layer import exports as user_exports
 
@@ -18,6 +18,7 @@ configure_logging()
 
 
 @functions_framework.http
+@served("exports")
 def exports(request: Request) -> Response:
     root = bootstrap.root()
     path = request.path.rstrip("/")
