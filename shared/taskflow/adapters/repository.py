@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -289,14 +290,20 @@ class TaskRepository:
         rank: ColumnElement[Any] | None = None
         words = query.search_words
         if words:
-            match, rank = search.match_and_rank(dialect, words)
-            where.append(match)
+            where.append(search.match(dialect, words))
+            rank = search.rank(dialect, words)
 
         keys = _sort_keys(query.effective_sort, rank)
         signature = _signature(owner_id, query)
+        after: tuple[list[Any], str] | None = None
+        window: _Window | None = None
         if query.cursor:
-            values, last_id = _decode_cursor(query.cursor, signature, keys)
-            where.append(_after(keys, values, last_id))
+            values, last_id, window = _decode_cursor(query.cursor, signature, keys)
+            after = (values, last_id)
+        if words and keys[0].name == "relevance":
+            return self._ranked(dialect, words, where, keys, query.limit, signature, after, window)
+        if after is not None:
+            where.append(_after(keys, *after))
 
         order = [k.order() for k in keys] + [tasks.c.id.asc()]
         extra = [k.expr.label(f"k{i}") for i, k in enumerate(keys) if k.computed]
@@ -329,6 +336,125 @@ class TaskRepository:
             vals = [last[f"k{i}"] if k.computed else last[k.name] for i, k in enumerate(keys)]
             cursor = _encode_cursor(signature, vals, last["id"])
         return items, cursor
+
+    def _ranked(
+        self,
+        dialect: str,
+        words: builtins.list[str],
+        where: builtins.list[ColumnElement[bool]],
+        keys: builtins.list[_Key],
+        limit: int,
+        signature: str,
+        after: tuple[builtins.list[Any], str] | None,
+        window: _Window | None,
+    ) -> tuple[builtins.list[model.Task], str | None]:
+        """A page in relevance order, ranked window by window: each window is the ``search.WINDOW``
+        newest matches below the previous one (an ordered index scan that stops there, or the
+        full-text index when the words are rare), so a word matching 13 000 tasks ranks 500, not
+        13 000. With up to ``search.WINDOW`` matches this is exactly relevance order over all of them.
+        The cursor keeps its window's bound, so later pages rank the same candidates."""
+        found: builtins.list[tuple[Any, _Window]] = []
+        while True:
+            rows, stats = self._window(dialect, words, where, keys, limit + 1 - len(found), after, window)
+            if stats["w_n"] == 0:
+                break
+            pinned = window or _Window(stats["w_top_at"], stats["w_top_id"], inclusive=True)
+            found += [(r, pinned) for r in rows]
+            if len(found) > limit or stats["w_n"] < search.WINDOW:
+                break
+            window, after = _Window(stats["w_bottom_at"], stats["w_bottom_id"], inclusive=False), None
+        more = len(found) > limit
+        found = found[:limit]
+        cursor = None
+        if more and found:
+            last, last_window = found[-1][0]._mapping, found[-1][1]
+            vals = [last[f"k{i}"] if k.computed else last[k.name] for i, k in enumerate(keys)]
+            cursor = _encode_cursor(signature, vals, last["id"], last_window)
+        return [_row_to_task(r) for r, _ in found], cursor
+
+    def _window(
+        self,
+        dialect: str,
+        words: builtins.list[str],
+        where: builtins.list[ColumnElement[bool]],
+        keys: builtins.list[_Key],
+        n: int,
+        after: tuple[builtins.list[Any], str] | None,
+        window: _Window | None,
+    ) -> tuple[builtins.list[Any], dict[str, Any]]:
+        """Up to ``n`` rows of one window in sort order after ``after``, and the window's size, newest
+        and oldest candidate (one statement; the candidates are read once, as a CTE)."""
+        bounded = list(where)
+        if window is not None:
+            at, tid = window.created_at, window.task_id
+            same = tasks.c.id <= tid if window.inclusive else tasks.c.id < tid
+            bounded += [tasks.c.created_at <= at, or_(tasks.c.created_at < at, and_(tasks.c.created_at == at, same))]
+        cand = (
+            select(*_TASK_COLUMNS, search.row_key(dialect))
+            .where(and_(*bounded))
+            .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+            .limit(search.WINDOW)
+            .cte("cand")
+        )
+        ranked_keys: builtins.list[_Key] = []
+        extra = []
+        for i, k in enumerate(keys):
+            if k.name == "relevance":
+                expr: ColumnElement[Any] = search.rank(dialect, words, cand)
+            elif k.name == "title":
+                expr = func.lower(cand.c.title)
+            else:
+                expr = cand.c[k.name]
+            if k.computed:
+                extra.append(expr.label(f"k{i}"))
+            ranked_keys.append(_Key(k.name, expr, k.descending, k.nullable, k.computed, k.kind))
+        page = select(*[cand.c[c.name] for c in _TASK_COLUMNS], *extra)
+        if after is not None:
+            page = page.where(_after(ranked_keys, *after, id_column=cand.c.id))
+        page_q = page.order_by(*[k.order() for k in ranked_keys], cand.c.id.asc()).limit(n).subquery("page")
+
+        def edge(column: Any, newest: bool) -> Any:
+            order = [cand.c.created_at.desc(), cand.c.id.desc()] if newest else [cand.c.created_at, cand.c.id]
+            return select(column).order_by(*order).limit(1).scalar_subquery()
+
+        stats = select(
+            select(func.count()).select_from(cand).scalar_subquery().label("w_n"),
+            edge(cand.c.created_at, True).label("w_top_at"),
+            edge(cand.c.id, True).label("w_top_id"),
+            edge(cand.c.created_at, False).label("w_bottom_at"),
+            edge(cand.c.id, False).label("w_bottom_id"),
+        ).subquery("stats")
+        outer = [
+            _Key(k.name, page_q.c[f"k{i}"] if k.computed else page_q.c[k.name], k.descending, k.nullable)
+            for i, k in enumerate(keys)
+        ]
+        stmt = (
+            select(stats, page_q)
+            .select_from(stats.outerjoin(page_q, true()))
+            .order_by(*[k.order() for k in outer], page_q.c.id.asc())
+        )
+        result = self.conn.execute(stmt).all()
+        first = result[0]._mapping
+        stats_row = {name: first[name] for name in ("w_n", "w_top_at", "w_top_id", "w_bottom_at", "w_bottom_id")}
+        return [r for r in result if r._mapping["id"] is not None], stats_row
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The bound of a relevance window: candidates at or below (``inclusive``) or strictly below
+    this (created_at, id)."""
+
+    created_at: datetime
+    task_id: str
+    inclusive: bool
+
+    def to_json(self) -> list[Any]:
+        return [self.created_at.isoformat(), self.task_id, self.inclusive]
+
+    @classmethod
+    def from_json(cls, raw: Any) -> _Window:
+        at, task_id, inclusive = raw
+        return cls(datetime.fromisoformat(at).astimezone(UTC), str(task_id), bool(inclusive))
 
 
 @dataclass
@@ -367,15 +493,18 @@ def _sort_keys(sort: Sequence[str], rank: ColumnElement[Any] | None) -> list[_Ke
     return keys
 
 
-def _after(keys: list[_Key], values: list[Any], last_id: str) -> ColumnElement[bool]:
+def _after(
+    keys: list[_Key], values: list[Any], last_id: str, id_column: ColumnElement[Any] | None = None
+) -> ColumnElement[bool]:
     """Rows strictly after the cursor in (keys..., id) order, with NULL due dates last."""
+    task_id = tasks.c.id if id_column is None else id_column
     clauses: list[ColumnElement[bool]] = []
     for i in range(len(keys) + 1):
         parts: list[ColumnElement[bool]] = [_eq(keys[j], values[j]) for j in range(i)]
         if i < len(keys):
             parts.append(_gt(keys[i], values[i]))
         else:
-            parts.append(tasks.c.id > last_id)
+            parts.append(task_id > last_id)
         clauses.append(and_(*parts))
     return or_(*clauses)
 
@@ -401,18 +530,22 @@ def _signature(owner_id: str, query: TaskQuery) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _encode_cursor(signature: str, values: list[Any], last_id: str) -> str:
+def _encode_cursor(signature: str, values: list[Any], last_id: str, window: _Window | None = None) -> str:
     enc = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    raw = json.dumps({"s": signature, "v": enc, "id": last_id}, separators=(",", ":")).encode()
+    data: dict[str, Any] = {"s": signature, "v": enc, "id": last_id}
+    if window is not None:
+        data["w"] = window.to_json()
+    raw = json.dumps(data, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[Any], str]:
+def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[Any], str, _Window | None]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
         values = list(data["v"])
         last_id = str(data["id"])
+        window = _Window.from_json(data["w"]) if data.get("w") is not None else None
         if data["s"] != signature:
             raise BadCursor("the cursor belongs to a different query; repeat the query without it")
         if len(values) != len(keys):
@@ -425,7 +558,7 @@ def _decode_cursor(cursor: str, signature: str, keys: list[_Key]) -> tuple[list[
                 out.append(datetime.fromisoformat(v).astimezone(UTC))
             else:
                 out.append(v)
-        return out, last_id
+        return out, last_id, window
     except BadCursor:
         raise
     except (ValueError, KeyError, TypeError) as exc:
