@@ -19,6 +19,9 @@ Images (all under the ``dev.local`` registry host, which Knative does not resolv
                 dev.local/knative/<name>:v0.42.2         /ko-app/<name>, as ko lays it out
     otelcol     dev.local/taskflow/otelcol-taskflow:0.161.0  /otelcol-taskflow, the collector of tools/otelcol
                                                          (the chart's monitoring.collector)
+    moto        dev.local/taskflow/moto:<moto version>   moto's server (PyPI ``moto[server]``, the version and
+                                                         dependencies of requirements-dev.lock) on the python
+                                                         image, as 65532: the S3 stand-in of the cluster tests
     coredns     dev.local/coredns/coredns:v1.15.0        /coredns with cap_net_bind_service, as upstream's image:
                                                          its pod must add NET_BIND_SERVICE (as CoreDNS's own
                                                          manifests do); with every capability dropped the
@@ -305,6 +308,40 @@ ENTRYPOINT ["/coredns"]
     return Image(name, ref, "static", containerfile, context, inputs, binaries=("coredns",))
 
 
+MOTO_LOCK = REPO / "requirements-dev.lock"  # moto[server] and its dependencies, pinned as for the tests
+
+
+def moto_version() -> str:
+    found = re.search(r"^moto==(\S+)$", MOTO_LOCK.read_text(), re.MULTILINE)
+    if not found:
+        raise ImageError(f"{MOTO_LOCK} pins no moto")
+    return found.group(1)
+
+
+def _moto_image() -> Image:
+    """The cluster tests' object store: moto's server (S3 and Secrets Manager), pip-installed from
+    PyPI into a venv on the python image with requirements-dev.lock as constraints."""
+
+    def containerfile() -> str:
+        return f"""FROM {REF["python"]}
+COPY constraints.txt /tmp/constraints.txt
+RUN python -m venv /opt/moto \\
+ && /opt/moto/bin/pip install --no-cache-dir -c /tmp/constraints.txt "moto[server]=={moto_version()}" \\
+ && rm /tmp/constraints.txt
+USER {NONROOT}
+EXPOSE 5000
+ENTRYPOINT ["/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", "5000"]
+"""
+
+    def context(ctx: Path) -> None:
+        shutil.copyfile(MOTO_LOCK, ctx / "constraints.txt")
+
+    def inputs(memo: dict[str, list[object]]) -> str:
+        return _sha_bytes(containerfile(), _file_sha(MOTO_LOCK, memo), _inputs_of("python", memo))
+
+    return Image("moto", f"dev.local/taskflow/moto:{moto_version()}", "python", containerfile, context, inputs, pip=True)
+
+
 def _taskflow_context_inputs(memo: dict[str, list[object]]) -> str:
     paths = [
         REPO / "Dockerfile",
@@ -386,6 +423,7 @@ def _define() -> dict[str, Image]:
             f"/ko-app/{cmd}",
         )
     images["coredns"] = _coredns_image()
+    images["moto"] = _moto_image()
     # the chart's OpenTelemetry Collector (monitoring.collector.enabled): the local stack's build
     images["otelcol"] = _binary_image(
         "otelcol",
