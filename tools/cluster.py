@@ -51,9 +51,11 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TOOLS = Path(__file__).resolve().parent
 if str(TOOLS) not in sys.path:
@@ -856,9 +858,63 @@ def traefik_static_config(port: int, token: str) -> str:
     return json.dumps(cfg, indent=2)
 
 
-def taskflow_values(secrets_: dict[str, str], image_ref: str, collector_ref: str | None = None) -> dict[str, object]:
+OBJECTS_BUCKET = "taskflow-objects"
+MOTO_PORT = 5000
+
+
+def moto_manifest(image: str, namespace: str = NAMESPACE) -> str:
+    """moto's server (S3) as a Deployment and Service: the cluster tests' object store, built here
+    (tools/images.py ``moto``), under the namespace's ``restricted`` Pod Security Standard."""
+    labels = {"app.kubernetes.io/name": "moto", "app.kubernetes.io/part-of": "taskflow-tests"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "moto", "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "moto",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "ports": [{"name": "http", "containerPort": MOTO_PORT}],
+                            "readinessProbe": {"tcpSocket": {"port": MOTO_PORT}, "periodSeconds": 1},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "moto", "namespace": namespace, "labels": labels},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": MOTO_PORT, "targetPort": MOTO_PORT}]},
+    }
+    return "\n---\n".join(json.dumps(o) for o in (deployment, service))
+
+
+def taskflow_values(
+    secrets_: dict[str, str], image_ref: str, collector_ref: str | None = None, objects_endpoint: str = ""
+) -> dict[str, object]:
     """Helm values of the local cluster: host PostgreSQL and Kafka, the locally built images, the
-    chart's own OpenTelemetry Collector (every daprd traced), metrics pushed every 5 s."""
+    chart's own OpenTelemetry Collector (every daprd traced), metrics pushed every 5 s, and (with
+    ``objects_endpoint``) moto's S3 in the cluster as the object store of exports and the archive."""
     repo, tag = image_ref.rsplit(":", 1)
     collector: dict[str, object] = {"enabled": collector_ref is not None}
     if collector_ref is not None:
@@ -868,7 +924,7 @@ def taskflow_values(secrets_: dict[str, str], image_ref: str, collector_ref: str
     host = f"{POD_GATEWAY}:5432"
     fanout = int(os.environ.get("TASKFLOW_FANOUT_INTERVAL", "2"))
     reminder = int(os.environ.get("TASKFLOW_REMINDER_INTERVAL", "10"))
-    return {
+    values: dict[str, Any] = {
         "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
         "kafka": {"brokers": [kafka_node.POD_BOOTSTRAP], "strimzi": {"enabled": False}},
         "postgresql": {"enabled": False},
@@ -885,6 +941,18 @@ def taskflow_values(secrets_: dict[str, str], image_ref: str, collector_ref: str
         "monitoring": {"collector": collector, "exportIntervalSeconds": 5},
         "dapr": {"tracingSamplingRate": "1"},
     }
+    if objects_endpoint:
+        # moto's Service by ClusterIP: the sidecars write there, and the presigned download URLs
+        # the binding signs for that host also answer on the node (kube-proxy), where the tests run
+        values["objectStore"] = {
+            "bucket": OBJECTS_BUCKET,
+            "region": "us-east-1",
+            "endpoint": objects_endpoint,
+            "forcePathStyle": True,
+        }
+        values["secrets"]["s3AccessKey"] = secrets_["s3-access-key"]
+        values["secrets"]["s3SecretKey"] = secrets_["s3-secret-key"]
+    return values
 
 
 # ------------------------------------------------------------------------------ the cluster
@@ -1181,12 +1249,42 @@ class Cluster(procs.Lifecycle):
         if SECRETS.exists():
             with contextlib.suppress(ValueError):
                 data = json.loads(SECRETS.read_text())
-        for key in ("pg-password", "jwt-secret", "webhook-signing-key", "app-api-token"):
+        keys = ("pg-password", "jwt-secret", "webhook-signing-key", "app-api-token", "s3-access-key", "s3-secret-key")
+        for key in keys:
             data.setdefault(key, secrets.token_urlsafe(32) if key != "pg-password" else secrets.token_hex(16))
         if os.environ.get("TASKFLOW_JWT_SECRET"):
             data["jwt-secret"] = os.environ["TASKFLOW_JWT_SECRET"]
         _write_private(SECRETS, json.dumps(data, indent=2))
         return data
+
+    def _object_store(self) -> str:
+        """moto in the cluster (the tests' S3) with the bucket created; its endpoint by ClusterIP."""
+        import images
+
+        t0 = time.monotonic()
+        self._apply(moto_manifest(images.ref("moto")), "moto (S3 for exports and the audit archive)")
+        available = "jsonpath={.status.conditions[?(@.type=='Available')].status}"
+        _wait(
+            "moto Available",
+            lambda: "True" in kubectl("get", "deployment", "moto", "-n", NAMESPACE, "-o", available, check=False),
+            120,
+            self._dead,
+        )
+        ip = kubectl("get", "service", "moto", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}").strip()
+        endpoint = f"http://{ip}:{MOTO_PORT}"
+
+        def bucket() -> bool:  # moto checks no signature: a plain CreateBucket from the node
+            request = urllib.request.Request(f"{endpoint}/{OBJECTS_BUCKET}", method="PUT")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        _wait(f"bucket {OBJECTS_BUCKET} on {endpoint}", bucket, 60, self._dead)
+        self.timings["object_store"] = time.monotonic() - t0
+        log(f"moto in the cluster at {endpoint} (bucket {OBJECTS_BUCKET}) in {self.timings['object_store']:.1f}s")
+        return endpoint
 
     def _taskflow(self) -> None:
         import images
@@ -1206,7 +1304,9 @@ class Cluster(procs.Lifecycle):
                 f"the Kafka broker on {kafka_node.BOOTSTRAP} has no pod listener on port {kafka_node.POD_PORT} "
                 "(it was started by an older tools/kafka_node.py); stop it (python tools/kafka_node.py stop) and retry"
             )
-        _write_private(VALUES, json.dumps(taskflow_values(data, image, images.ref("otelcol")), indent=2))
+        endpoint = self._object_store()
+        values = taskflow_values(data, image, images.ref("otelcol"), endpoint)
+        _write_private(VALUES, json.dumps(values, indent=2))
         t0 = time.monotonic()
         _run(
             [str(bootstrap.HELM), "upgrade", "--install", RELEASE, str(CHART), "--namespace", NAMESPACE,

@@ -339,7 +339,8 @@ ENTRYPOINT ["/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", "5000"]
     def inputs(memo: dict[str, list[object]]) -> str:
         return _sha_bytes(containerfile(), _file_sha(MOTO_LOCK, memo), _inputs_of("python", memo))
 
-    return Image("moto", f"dev.local/taskflow/moto:{moto_version()}", "python", containerfile, context, inputs, pip=True)
+    ref = f"dev.local/taskflow/moto:{moto_version()}"
+    return Image("moto", ref, "python", containerfile, context, inputs, pip=True)
 
 
 def _taskflow_context_inputs(memo: dict[str, list[object]]) -> str:

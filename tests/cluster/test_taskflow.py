@@ -113,6 +113,23 @@ def test_create_list_and_history_through_service_invocation(api: httpx.Client) -
     assert eventually(lambda: history_types(api, task["id"]) == ["created", "completed"])
 
 
+def test_an_export_becomes_ready_and_downloads_from_the_clusters_object_store(tf: Any, api: httpx.Client) -> None:
+    """exports writes through its sidecar's S3 binding into moto running in the cluster (tools/images.py
+    ``moto``); the presigned URL downloads the file; another user sees no such export."""
+    api.post("/v1/tasks", json={"title": "exported on kubernetes", "due_at": "2030-01-01T09:00:00Z"})
+    resp = api.post("/v1/exports", json={"format": "ics"})
+    assert resp.status_code == 202, resp.text
+    location = resp.headers["Location"]
+    done = eventually(lambda: (b := api.get(location).json()).get("status") == "ready" and b, timeout=120)
+    url = done["download_url"]
+    assert "X-Amz-Signature=" in url
+    body = httpx.get(url, timeout=30)
+    assert body.status_code == 200
+    assert b"SUMMARY:exported on kubernetes" in body.content
+    with user_client(tf.api_url, JWT_SECRET, timeout=60) as other:
+        assert other.get(location).status_code == 404
+
+
 def test_completing_a_recurring_task_creates_the_next_occurrence(api: httpx.Client) -> None:
     task = api.post(
         "/v1/tasks",
