@@ -882,6 +882,9 @@ def moto_manifest(image: str, namespace: str = NAMESPACE) -> str:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "automountServiceAccountToken": False,
+                    # else the kubelet sets MOTO_PORT=tcp://<ip>:5000 for this Service, which moto_server
+                    # reads as its port
+                    "enableServiceLinks": False,
                     "containers": [
                         {
                             "name": "moto",
