@@ -181,32 +181,26 @@ def _module_path(mod: Path) -> str:
     raise BootstrapError(f"{mod / 'go.mod'} has no module line")
 
 
-def build_info_path(binary: Path) -> str:
-    """The main package ``binary`` was built from (``path`` in ``go version -m``), or ""."""
+def _build_info(binary: Path) -> list[list[str]]:
+    """The lines of ``go version -m binary``, split into words (none when it cannot be read)."""
     if not binary.exists() or not shutil.which("go"):
-        return ""
+        return []
     try:
         out = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return ""
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "path":
-            return parts[1]
-    return ""
+        return []
+    return [line.split() for line in out.splitlines()]
+
+
+def build_info_path(binary: Path) -> str:
+    """The main package ``binary`` was built from (``path`` in ``go version -m``), or ""."""
+    return next((parts[1] for parts in _build_info(binary) if len(parts) >= 2 and parts[0] == "path"), "")
 
 
 def build_info_version(binary: Path, package: str) -> str:
     """The version of the module that provides ``package``, from ``go version -m binary``."""
-    if not binary.exists() or not shutil.which("go"):
-        return ""
-    try:
-        out = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
     best = ("", "")
-    for line in out.splitlines():
-        parts = line.split()
+    for parts in _build_info(binary):
         provides = len(parts) >= 3 and (package + "/").startswith(parts[1] + "/")
         if provides and parts[0] in {"mod", "dep", "=>"} and len(parts[1]) > len(best[0]):
             best = (parts[1], parts[2])

@@ -243,42 +243,7 @@ def test_later_occurrences_join_their_series_and_subtask_relations_are_ignored(a
     """A file from elsewhere: later occurrences name the first by RELATED-TO;RELTYPE=SIBLING without
     TaskFlow's occurrence numbers (numbered by due time), listed before it; a subtask's RELATED-TO
     (RELTYPE=PARENT, the default) is not a series."""
-    body = b"""BEGIN:VCALENDAR\r
-VERSION:2.0\r
-PRODID:-//example//EN\r
-BEGIN:VTODO\r
-UID:third\r
-SUMMARY:Standup\r
-DUE:20300103T090000Z\r
-RRULE:FREQ=DAILY\r
-RELATED-TO;RELTYPE=SIBLING:first\r
-END:VTODO\r
-BEGIN:VTODO\r
-UID:second\r
-SUMMARY:Standup\r
-DUE:20300102T090000Z\r
-STATUS:COMPLETED\r
-COMPLETED:20300102T091000Z\r
-RRULE:FREQ=DAILY\r
-RELATED-TO;RELTYPE=SIBLING:first\r
-END:VTODO\r
-BEGIN:VTODO\r
-UID:first\r
-SUMMARY:Standup\r
-DUE:20300101T090000Z\r
-STATUS:COMPLETED\r
-COMPLETED:20300101T091000Z\r
-RRULE:FREQ=DAILY\r
-END:VTODO\r
-BEGIN:VTODO\r
-UID:child\r
-SUMMARY:Subtask\r
-DUE:20300101T090000Z\r
-RRULE:FREQ=WEEKLY\r
-RELATED-TO:first\r
-END:VTODO\r
-END:VCALENDAR\r
-"""
+    body = (FIXTURES / "series_from_elsewhere.ics").read_bytes()
     result = post_ics(client, body).get_json()
     assert (result["created"], result["skipped"]) == (4, [])
     tasks = tasks_by_user(client, "alice")
