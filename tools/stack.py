@@ -55,6 +55,7 @@ import bootstrap  # noqa: E402
 import kafka_node  # noqa: E402
 import moto_node  # noqa: E402
 import otelcol  # noqa: E402
+import pipeline_probe  # noqa: E402
 import procs  # noqa: E402
 from procs import Proc, Supervised, Supervisor  # noqa: E402
 
@@ -475,6 +476,7 @@ class Stack(procs.Lifecycle):
         for a in self.apps.values():
             self._start_daprd(a, resources, config)
         self._wait_healthy()
+        self._wait_pipeline(resources)
         self.print_topology()
 
     def _start_collector(self) -> None:
@@ -681,6 +683,17 @@ scopes:
         errors = self._component_errors()
         if errors:
             log("WARNING: daprd reported errors:\n  " + "\n  ".join(errors))
+
+    def _wait_pipeline(self, resources: Path) -> None:
+        """Ready means events flow: a probe event per topic has reached every subscriber's app
+        (tools/pipeline_probe.py), not only healthy sidecars (their Kafka consumers join later)."""
+        publisher = self.apps.get("tasks-api") or next(iter(self.apps.values()))
+        metrics = {a.app_id: f"http://127.0.0.1:{a.metrics_port}/metrics" for a in self.apps.values()}
+        try:
+            took = pipeline_probe.wait_live(publisher.dapr_http_url, metrics, resources, self.startup_timeout, log)
+        except TimeoutError as exc:
+            raise StackError(f"{exc} (logs in {self.logs})") from exc
+        log(f"event pipeline live: a probe event reached every subscriber in {took:.1f}s")
 
     def _component_errors(self) -> list[str]:
         out = []

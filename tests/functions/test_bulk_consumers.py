@@ -11,9 +11,18 @@ from typing import Any
 
 from taskflow import events
 from taskflow.adapters import tables
+from taskflow.api.consumers import PROBE_TYPE
 from tests.conftest import auth
 from tests.functions.test_bulk_delivery import bulk
-from tests.functions.test_consumers import Receiver, count, inbox, receiver, task_event  # noqa: F401 (fixture)
+from tests.functions.test_consumers import (  # noqa: F401 (receiver: a fixture)
+    Receiver,
+    binary,
+    count,
+    inbox,
+    receiver,
+    structured,
+    task_event,
+)
 from tests.functions.test_recurrence_flow import series
 from tests.functions.test_statement_counts import counting
 from tests.functions.test_tasks_api import create, iso
@@ -129,3 +138,18 @@ def test_notifier_writes_a_batch_once_and_redelivers_only_a_failed_webhook(
     body["topic"] = "reminders"
     assert statuses(notifier.post("/events/reminders", data=json.dumps(body), headers=JSON)) == ["SUCCESS"] * 3
     assert len(Receiver.received) == 4  # all delivered already: no webhook sent again
+
+
+def test_the_stacks_readiness_probe_is_answered_success_and_leaves_no_trace(client: Any, app: Any) -> None:
+    probe = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": PROBE_TYPE, "source": "/taskflow/stack", "data": {}}
+    routes = {"audit": "/events/task-events", "recurrence": "/events/task-completed", "notifier": "/events/reminders"}
+    for app_id, route in routes.items():
+        consumer = app.apps[app_id].test_client()
+        body, headers = structured(probe)
+        assert consumer.post(route, data=body, headers=headers).get_json() == {"status": "SUCCESS"}
+        body, headers = binary(probe)
+        assert consumer.post(route, data=body, headers=headers).get_json() == {"status": "SUCCESS"}
+        bulk_body, _ = bulk(probe)
+        assert statuses(consumer.post(route, data=json.dumps(bulk_body), headers=JSON)) == ["SUCCESS"]
+    assert count(app, tables.audit_log) == count(app, tables.notifications) == count(app, tables.tasks) == 0
+    assert app.bus.dead_letters == []
