@@ -5,9 +5,10 @@ sidecar; the pipeline is live once every subscribing sidecar has delivered an ev
 to its app (daprd's ``dapr_component_pubsub_ingress_count``, or ``..._ingress_bulk_event_count`` for a
 bulk subscription, moved for the topic).
 
-The probe's type (``com.taskflow.stack.probe.v1``) is one no function handles: each answers it
-SUCCESS without effect (``api/consumers.py``), and a routing-rule subscription that no rule matches
-(recurrence) is settled by daprd itself. Nothing is written anywhere.
+The probe's type (``com.taskflow.stack.probe.v1``) is one no function records: each consumer answers
+it SUCCESS after opening its database connection (``api/consumers.py``), so the first real event
+does not wait for the secret, the engine and the connection either; a routing-rule subscription
+that no rule matches (recurrence) is settled by daprd itself. Nothing is written anywhere.
 """
 
 from __future__ import annotations

@@ -688,6 +688,8 @@ scopes:
         """Ready means events flow: a probe event per topic has reached every subscriber's app
         (tools/pipeline_probe.py), not only healthy sidecars (their Kafka consumers join later)."""
         publisher = self.apps.get("tasks-api") or next(iter(self.apps.values()))
+        if publisher.app_id == "tasks-api":  # its /readyz opens the database and sidecar connections
+            _http_status(f"{publisher.app_url}/readyz", timeout=30)
         metrics = {a.app_id: f"http://127.0.0.1:{a.metrics_port}/metrics" for a in self.apps.values()}
         try:
             took = pipeline_probe.wait_live(publisher.dapr_http_url, metrics, resources, self.startup_timeout, log)

@@ -25,4 +25,4 @@ def notifier(request: Request) -> Response:
         outcomes = notifications.notify_batch(root.uow("/taskflow/notifier"), root.clock, batch, root.webhooks)
         return [o if isinstance(o, RetryableError) else "notified" for o in outcomes]
 
-    return consume(request, root.settings, (events.REMINDER_DUE,), notify, notify_batch)
+    return consume(request, root.settings, (events.REMINDER_DUE,), notify, notify_batch, warm=root.check_database)

@@ -34,4 +34,6 @@ def recurrence(request: Request) -> Response:
             outbox.publish_committed(uow, root.publisher, root.clock)
         return [f"created occurrence {t.occurrence} ({t.id})" if t else "nothing to create" for t in created]
 
-    return consume(request, root.settings, (events.TASK_COMPLETED,), create_next, create_next_batch)
+    return consume(
+        request, root.settings, (events.TASK_COMPLETED,), create_next, create_next_batch, warm=root.check_database
+    )

@@ -57,13 +57,16 @@ def consume(
     accept: tuple[str, ...],
     apply: Callable[[events.Received], str],
     apply_batch: Callable[[list[events.Received]], Sequence[str | RetryableError]] | None = None,
+    warm: Callable[[], None] | None = None,
 ) -> Response:
     """Parse one CloudEvent delivery and apply it; the answer tells Dapr what to do next.
 
     A Dapr bulk delivery (``bulkSubscribe`` in the Subscription) is answered per entry; its events
     go to ``apply_batch`` (one transaction for all) when the function has one, else one by one.
     ``apply_batch`` answers an outcome per event, or a RetryableError for an event to redeliver
-    alone (a failed webhook); an exception it raises redelivers the whole batch."""
+    alone (a failed webhook); an exception it raises redelivers the whole batch. The local stack's
+    readiness probe is answered SUCCESS after ``warm()`` (opening the database connection the first
+    real event would otherwise wait for)."""
 
     def run() -> Response:
         if request.method != "POST":
@@ -80,7 +83,7 @@ def consume(
         if entries is not None:
             return json_response({"statuses": run_bulk(entries, started)})
         if _is_probe(request.headers.get("ce-type"), body):
-            return json_response(SUCCESS)
+            return probed()
         try:
             if len(body) > events.MAX_EVENT_BYTES:
                 raise events.PoisonEvent(f"event is over the {events.MAX_EVENT_BYTES}-byte limit")
@@ -102,6 +105,14 @@ def consume(
         settled(received, "duplicate" if outcome == "duplicate" else "success", started, outcome)
         return json_response(SUCCESS)
 
+    def probed() -> Response:
+        if warm is not None:
+            try:
+                warm()
+            except Exception as exc:  # a readiness aid only: the real events find out for themselves
+                log.warning("warming up on the readiness probe failed: %s", type(exc).__name__)
+        return json_response(SUCCESS)
+
     def run_bulk(entries: list[dict[str, Any]], started: float) -> list[dict[str, str]]:
         statuses: dict[str, str] = {}
         batch: list[tuple[str, events.Received]] = []
@@ -110,6 +121,7 @@ def consume(
             entry_id = str(entry.get("entryId", ""))
             event = entry.get("event")
             if isinstance(event, dict) and event.get("type") == PROBE_TYPE:
+                probed()
                 statuses[entry_id] = "SUCCESS"
                 continue
             try:
