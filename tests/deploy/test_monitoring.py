@@ -260,3 +260,25 @@ def test_without_the_collector_the_functions_use_the_operators_endpoints() -> No
     for env in _function_env(objs).values():
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring.svc:4318"
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in next(iter(_function_env(_render()).values()))
+
+
+def test_prometheus_may_reach_daprds_metrics_port_and_nothing_else() -> None:
+    """The PodMonitor scrapes daprd on the function pods, which the functions' NetworkPolicy guards."""
+    rules = {
+        o["metadata"]["name"]: o["spec"]["ingress"]
+        for o in _render("monitoring.enabled=true", "monitoring.prometheusNamespace=prom")
+        if o["kind"] == "NetworkPolicy"
+    }
+    ingress = next(r for name, r in rules.items() if name.endswith("-functions"))
+    prom = [
+        rule
+        for rule in ingress
+        if any(
+            "prom" in (e.get("values") or [])
+            for p in rule["from"]
+            for e in p.get("namespaceSelector", {}).get("matchExpressions", [])
+        )
+    ]
+    assert [r["ports"] for r in prom] == [[{"protocol": "TCP", "port": 9095}]]
+    off = [o for o in _render() if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-functions")]
+    assert all("ports" not in rule for rule in off[0]["spec"]["ingress"])
