@@ -19,7 +19,8 @@ start``, role + database ``taskflow`` with a generated password) -> Kafka + topi
 rendered Dapr resources -> the OpenTelemetry Collector (tools/otelcol.py; spans and metrics of every
 function and daprd as JSON lines in ``.cache/run/telemetry/{traces,metrics}.jsonl``) -> the seven
 functions (``functions-framework``) and their sidecars -> wait for every ``/v1.0/healthz`` and app
-``/healthz``. Logs: ``.cache/run/logs/<app>-{app,daprd}.log`` (the functions' as JSON lines), ``otelcol.log``.
+``/healthz`` -> a probe event through every subscription (``tools/pipeline_probe.py``): ready means
+events flow. Logs: ``.cache/run/logs/<app>-{app,daprd}.log`` (the functions' as JSON lines), ``otelcol.log``.
 Secret values are written to a 0600 file and never printed.
 
 Supervised: once up, a process of the stack that dies (a function, a daprd, the Kafka broker it
