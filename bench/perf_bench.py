@@ -457,6 +457,7 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "pgbench_same_writes_tps": round(tps),
         "pgbench_latency_ms": avg,
         "ratio": round(created / caught_up_s / tps, 3) if tps == tps else None,
+        "load_average_1m": round(os.getloadavg()[0], 1),  # the machine is shared: read figures beside it
     }
     print(json.dumps(result), flush=True)
     out["pipeline"] = result

@@ -170,6 +170,7 @@ def run_step(
         "audited": len(rows),
         "create_to_audit_ms": percentiles(lat) if len(lat) > 2 else None,
         "audited_within_s_of_last_request": round(max(drained_s, 0.0), 2),
+        "load_average_1m": round(os.getloadavg()[0], 1),  # the machine is shared: read figures beside it
     }
     out["kept_up"] = bool(
         not failures

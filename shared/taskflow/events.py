@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -140,6 +141,12 @@ class Envelope:
     trace: dict[str, str] = field(default_factory=telemetry.traceparent)
 
     def to_json(self) -> str:
+        """The structured CloudEvent as compact JSON, encoded once: the outbox row and the publish
+        after commit send the same text."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         return json.dumps(self.structured(), separators=(",", ":"))
 
     def structured(self) -> dict[str, Any]:
