@@ -372,6 +372,8 @@ def lists_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
             for name, query in LISTS.items() if args.only != "writes" else ():
                 path = "/v1/tasks?" + query
                 measure(name, lambda c, i, p=path: c.get(p).status_code, args.requests, list_sql(url, query))
+            # /healthz again: the machine's noise at the end of the lists, beside the first figure
+            measure("GET /healthz (after the lists)", lambda c, i: c.get("/healthz").status_code, args.requests)
             page = httpx.get(base + "/v1/tasks?limit=200", headers={"Authorization": f"Bearer {token(dataset.USER)}"})
             ids = [t["id"] for t in page.json()["items"]]
             measure(

@@ -383,7 +383,8 @@ class TaskRepository:
         window: _Window | None,
     ) -> tuple[builtins.list[Any], dict[str, Any]]:
         """Up to ``n`` rows of one window in sort order after ``after``, and the window's size, newest
-        and oldest candidate (one statement; the candidates are read once, as a CTE)."""
+        and oldest candidate (one statement; the candidates are read once, as a CTE, and ranked at
+        the page's level only)."""
         bounded = list(where)
         if window is not None:
             at, tid = window.created_at, window.task_id
@@ -408,35 +409,28 @@ class TaskRepository:
             if k.computed:
                 extra.append(expr.label(f"k{i}"))
             ranked_keys.append(_Key(k.name, expr, k.descending, k.nullable, k.computed, k.kind))
-        page = select(*[cand.c[c.name] for c in _TASK_COLUMNS], *extra)
-        if after is not None:
-            page = page.where(_after(ranked_keys, *after, id_column=cand.c.id))
-        page_q = page.order_by(*[k.order() for k in ranked_keys], cand.c.id.asc()).limit(n).subquery("page")
 
         def edge(column: Any, newest: bool) -> Any:
             order = [cand.c.created_at.desc(), cand.c.id.desc()] if newest else [cand.c.created_at, cand.c.id]
             return select(column).order_by(*order).limit(1).scalar_subquery()
 
-        stats = select(
+        stats = [
             select(func.count()).select_from(cand).scalar_subquery().label("w_n"),
             edge(cand.c.created_at, True).label("w_top_at"),
             edge(cand.c.id, True).label("w_top_id"),
             edge(cand.c.created_at, False).label("w_bottom_at"),
             edge(cand.c.id, False).label("w_bottom_id"),
-        ).subquery("stats")
-        outer = [
-            _Key(k.name, page_q.c[f"k{i}"] if k.computed else page_q.c[k.name], k.descending, k.nullable)
-            for i, k in enumerate(keys)
         ]
-        stmt = (
-            select(stats, page_q)
-            .select_from(stats.outerjoin(page_q, true()))
-            .order_by(*[k.order() for k in outer], page_q.c.id.asc())
-        )
-        result = self.conn.execute(stmt).all()
-        first = result[0]._mapping
-        stats_row = {name: first[name] for name in ("w_n", "w_top_at", "w_top_id", "w_bottom_at", "w_bottom_id")}
-        return [r for r in result if r._mapping["id"] is not None], stats_row
+        page = select(*[cand.c[c.name] for c in _TASK_COLUMNS], *extra, *stats)
+        if after is not None:
+            page = page.where(_after(ranked_keys, *after, id_column=cand.c.id))
+        page = page.order_by(*[k.order() for k in ranked_keys], cand.c.id.asc()).limit(n)
+        rows = builtins.list(self.conn.execute(page).all())
+        # the window's size and edges ride on every row; a page past the window's last row has
+        # none, and reads them alone (a second statement, only then)
+        first = rows[0] if rows else self.conn.execute(select(*stats)).one()
+        stats_row = {c.name: first._mapping[c.name] for c in stats}
+        return rows, stats_row
 
 
 @dataclass(frozen=True)
