@@ -941,7 +941,8 @@ def taskflow_values(
         "fanoutSchedule": f"@every {fanout}s",
         "reminderSchedule": f"@every {reminder}s",
         "networkPolicy": {"allowedNamespaces": ["knative-serving", "dapr-system", TRAEFIK_NAMESPACE]},
-        "monitoring": {"collector": collector, "exportIntervalSeconds": 5},
+        # the dashboard, alerts and monitors too (prometheus-operator's CRDs are applied first)
+        "monitoring": {"enabled": True, "collector": collector, "exportIntervalSeconds": 5},
         "dapr": {"tracingSamplingRate": "1"},
     }
     if objects_endpoint:
@@ -1308,6 +1309,7 @@ class Cluster(procs.Lifecycle):
                 "(it was started by an older tools/kafka_node.py); stop it (python tools/kafka_node.py stop) and retry"
             )
         endpoint = self._object_store()
+        self._monitoring_crds()
         values = taskflow_values(data, image, images.ref("otelcol"), endpoint)
         _write_private(VALUES, json.dumps(values, indent=2))
         t0 = time.monotonic()
@@ -1320,6 +1322,21 @@ class Cluster(procs.Lifecycle):
         _wait("every Knative Service Ready", self._ksvcs_ready, 600, self._dead)
         _wait("the tasks-api route in Traefik", self.route_public_api, 60, self._dead)
         _wait(f"{self.api_url}/healthz", lambda: procs.http_status(f"{self.api_url}/healthz", 10) == 200, 120)
+
+    def _monitoring_crds(self) -> None:
+        """prometheus-operator's CRDs (tools/crds.py's copies; no operator runs here), so the chart's
+        monitoring.enabled objects are created for real and checked against their schemas."""
+        import crds
+
+        files = [
+            crds.CRD_DIR / e["file"]
+            for e in json.loads((crds.CRD_DIR / crds.MANIFEST_NAME).read_text())["crds"]
+            if e["file"].startswith("prometheus-")
+        ]
+        for f in files:
+            kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        if files:
+            kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
     def _etcd(self) -> None:
         if ETCD_DATA.exists():

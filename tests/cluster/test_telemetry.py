@@ -117,3 +117,30 @@ def test_daprd_serves_its_metrics_on_the_port_the_podmonitor_names(cluster: Any)
         "get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:{ports['dapr-metrics']}/proxy/metrics"
     )
     assert "dapr_component_pubsub_ingress_count" in text or "dapr_runtime_component_loaded" in text
+
+
+def _selected(cluster: Any, kind: str, match: dict[str, str]) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in match.items())
+    return list(json.loads(cluster.kubectl("get", kind, "-n", NAMESPACE, "-l", selector, "-o", "json"))["items"])
+
+
+def test_the_monitors_select_the_collector_and_every_daprd(cluster: Any, collector: str) -> None:
+    """The chart's ServiceMonitor and PodMonitor, created for real (prometheus-operator's CRDs, no
+    operator), select what serves the metrics: the collector's Service and its `prometheus` port;
+    every function pod, whose daprd has the named metrics port."""
+    monitors = json.loads(cluster.kubectl("get", "servicemonitors,podmonitors", "-n", NAMESPACE, "-o", "json"))
+    by_kind = {m["kind"]: m for m in monitors["items"]}
+    sm, pm = by_kind["ServiceMonitor"], by_kind["PodMonitor"]
+    services = _selected(cluster, "services", sm["spec"]["selector"]["matchLabels"])
+    assert [s["metadata"]["name"] for s in services] == [collector]
+    port_names = {p["name"] for p in services[0]["spec"]["ports"]}
+    assert {e["port"] for e in sm["spec"]["endpoints"]} <= port_names
+    pods = [p for p in _selected(cluster, "pods", pm["spec"]["selector"]["matchLabels"]) if "daprd" in str(p)]
+    apps = {p["metadata"]["labels"].get("serving.knative.dev/service") for p in pods}
+    assert {"tasks-api", "audit"} <= apps
+    wanted = {e["port"] for e in pm["spec"]["podMetricsEndpoints"]}
+    for pod in pods:
+        daprd = next(c for c in pod["spec"]["containers"] if c["name"] == "daprd")
+        assert wanted <= {p.get("name") for p in daprd.get("ports", [])}, pod["metadata"]["name"]
+    rules = json.loads(cluster.kubectl("get", "prometheusrules", "-n", NAMESPACE, "-o", "json"))["items"]
+    assert len(rules) == 1 and rules[0]["spec"]["groups"][0]["rules"]
