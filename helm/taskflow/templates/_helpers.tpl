@@ -72,12 +72,14 @@ notifier:
   trigger: topic
   topic: reminders
   route: /events/reminders
+  bulk: true
 recurrence:
   target: recurrence
   trigger: topic
   topic: task-events
   route: /events/task-completed
   match: event.type == "com.taskflow.task.completed.v1"
+  bulk: true
 audit:
   target: audit
   trigger: topic

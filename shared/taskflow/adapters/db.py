@@ -106,10 +106,12 @@ def wait_until_reachable(engine: Engine, seconds: float) -> None:
             with engine.connect():
                 return
         except DBAPIError as exc:
-            if time.monotonic() + delay > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise
-            log.info("database not reachable yet (%s); retrying in %.1fs", type(exc.orig).__name__, delay)
-            time.sleep(delay)
+            pause = min(delay, left)  # the last try lands on the deadline: the wait is the whole N seconds
+            log.info("database not reachable yet (%s); retrying in %.1fs", type(exc.orig).__name__, pause)
+            time.sleep(pause)
             delay = min(delay * 2, 5.0)
 
 
