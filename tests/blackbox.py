@@ -3,6 +3,7 @@ a signed client for one new user, polling until the event pipeline has caught up
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,13 @@ def token(user: str, secret: str) -> str:
 
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.blackbox import free_port
 from tests.toolmodules import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,14 +56,8 @@ def taskflow() -> str:
     return ref
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_taskflow_image_serves_healthz_as_non_root_on_a_read_only_root(taskflow: str) -> None:
-    port = _free_port()
+    port = free_port()
     name = f"taskflow-image-test-{os.getpid()}"
     run = [
         *images.podman(),

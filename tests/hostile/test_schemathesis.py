@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.blackbox import free_port
 
 EXAMPLES = os.environ.get("TASKFLOW_SCHEMATHESIS_EXAMPLES", "20")
 SEED = os.environ.get("TASKFLOW_SCHEMATHESIS_SEED", "20261202")
@@ -37,17 +38,11 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`taskflow dev` as a user runs it, on TASKFLOW_HOSTILE_PORT or a free port; its log on failure."""
     workdir = tmp_path_factory.mktemp("embedded")
-    port = int(os.environ.get("TASKFLOW_HOSTILE_PORT") or _free_port())
+    port = int(os.environ.get("TASKFLOW_HOSTILE_PORT") or free_port())
     secret = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "DAPR_", "APP_API_TOKEN"))}
     env.update(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.blackbox import free_port, token
+
 SECRET = "embedded-server-test-secret-0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _token(user: str) -> str:
-    import jwt
-
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_"))} | {
         "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'taskflow.db'}",
         "TASKFLOW_JWT_SECRET": SECRET,
@@ -86,7 +74,9 @@ def _history_complete(client: httpx.Client, ids: list[str], timeout: float = 10.
 def _create_many(base: str, n: int) -> list[str]:
     """Creates over several keep-alive connections, so that both workers take some."""
     ids: list[str] = []
-    clients = [httpx.Client(base_url=base, headers={"Authorization": f"Bearer {_token('ann')}"}) for _ in range(4)]
+    clients = [
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token('ann', SECRET)}"}) for _ in range(4)
+    ]
     try:
         for i in range(n):
             resp = clients[i % 4].post("/v1/tasks", json={"title": f"task {i}", "tags": ["x"]})
@@ -102,7 +92,7 @@ def _create_many(base: str, n: int) -> list[str]:
 def test_two_workers_run_the_background_work_once_and_hand_it_over(server: tuple[str, Path]) -> None:
     base, log_path = server
     assert len(_owners(log_path)) == 1
-    client: Any = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {_token('ann')}"})
+    client: Any = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token('ann', SECRET)}"})
     with client:
         ids = _create_many(base, 24)
         assert _history_complete(client, ids, timeout=5.0)  # well before the 30 s relay tick

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskflow.worker_metrics import read_worker
+from tests.blackbox import free_port, token
 
 SECRET = "worker-metrics-test-secret-0123456789abcdef"
 WORKERS = 3
 ROUTE = "/v1/tasks"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _token(user: str) -> str:
-    import jwt
-
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
 
 
 def _worker_sockets(log_path: Path) -> list[Path]:
@@ -44,7 +31,7 @@ def _worker_sockets(log_path: Path) -> list[Path]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "APP_API_TOKEN", "DAPR_", "OTEL_"))}
     env |= {
         "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'taskflow.db'}",
@@ -99,7 +86,7 @@ def _list_requests(text: str, suffix: str = "_count", **extra: str) -> float:
 
 def test_the_metrics_port_counts_the_requests_of_every_worker(server: tuple[str, str, Path]) -> None:
     base, metrics_url, log_path = server
-    headers = {"Authorization": f"Bearer {_token('alice')}", "Connection": "close"}
+    headers = {"Authorization": f"Bearer {token('alice', SECRET)}", "Connection": "close"}
 
     def one(_: int) -> int:
         # a new connection per request: gunicorn's workers take turns accepting them

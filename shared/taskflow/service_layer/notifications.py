@@ -35,6 +35,25 @@ class Notification(BaseModel):
         )
 
 
+def _inbox_row(received: events.Received, now: datetime) -> dict[str, Any]:
+    """The inbox entry a ``reminder.due`` event makes (webhook not tried yet)."""
+    data = received.data
+    assert isinstance(data, events.ReminderDueData)
+    return {
+        "id": str(uuid.uuid4()),
+        "event_id": received.id,
+        "owner_id": data.owner_id,
+        "task_id": data.task_id,
+        "reminder_id": data.reminder_id,
+        "title": data.title,
+        "fire_at": data.fire_at,
+        "late": data.late,
+        "created_at": now,
+        "webhook_status": "none",
+        "webhook_attempts": 0,
+    }
+
+
 def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, webhooks: WebhookSender) -> Notification:
     """Write the inbox entry once per event id, then deliver the signed webhook if configured.
 
@@ -45,21 +64,7 @@ def notify(uow: AbstractUnitOfWork, clock: Clock, received: events.Received, web
     assert isinstance(data, events.ReminderDueData)
     now = clock()
     with uow:
-        uow.notifications.add(
-            {
-                "id": str(uuid.uuid4()),
-                "event_id": received.id,
-                "owner_id": data.owner_id,
-                "task_id": data.task_id,
-                "reminder_id": data.reminder_id,
-                "title": data.title,
-                "fire_at": data.fire_at,
-                "late": data.late,
-                "created_at": now,
-                "webhook_status": "none",
-                "webhook_attempts": 0,
-            }
-        )
+        uow.notifications.add(_inbox_row(received, now))
         row = uow.notifications.get_by_event(received.id)
         webhook_url = uow.settings.get(data.owner_id)
         uow.commit(now)
@@ -85,24 +90,7 @@ def notify_batch(
     now = clock()
     rows: dict[str, dict[str, Any]] = {}
     for received in batch:
-        data = received.data
-        assert isinstance(data, events.ReminderDueData)
-        rows.setdefault(
-            received.id,
-            {
-                "id": str(uuid.uuid4()),
-                "event_id": received.id,
-                "owner_id": data.owner_id,
-                "task_id": data.task_id,
-                "reminder_id": data.reminder_id,
-                "title": data.title,
-                "fire_at": data.fire_at,
-                "late": data.late,
-                "created_at": now,
-                "webhook_status": "none",
-                "webhook_attempts": 0,
-            },
-        )
+        rows.setdefault(received.id, _inbox_row(received, now))
     with uow:
         stored = uow.notifications.add_many(list(rows.values()))
         seen_before = [event_id for event_id in rows if event_id not in stored]

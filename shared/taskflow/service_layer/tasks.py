@@ -178,6 +178,17 @@ def tag_counts(uow: AbstractUnitOfWork, owner_id: str) -> list[tuple[str, int]]:
         return uow.tasks.tag_counts(owner_id)
 
 
+def _as_completed(current: model.Task, snapshot: Any) -> model.Task:
+    """The occurrence as it was completed (the event's snapshot), in its series as stored now."""
+    current.series_id = current.series_id or current.id
+    current.due_at = model.parse_time(snapshot.due_at)
+    current.completed_at = model.parse_time(snapshot.completed_at)
+    current.occurrence = snapshot.occurrence
+    current.recurrence = model.Recurrence.from_json(snapshot.recurrence.model_dump())
+    current.events.clear()
+    return current
+
+
 def create_next_occurrence(uow: AbstractUnitOfWork, clock: Clock, received: Any) -> model.Task | None:
     """On ``task.completed`` of a recurring task create occurrence N+1, exactly once.
 
@@ -194,15 +205,7 @@ def create_next_occurrence(uow: AbstractUnitOfWork, clock: Clock, received: Any)
         series_id = current.series_id or current.id
         if uow.tasks.series_has(series_id, snapshot.occurrence + 1):
             return None  # duplicate delivery, or completed again after a reopen
-        # The occurrence as it was completed (the event), in the series as stored now.
-        completed = current
-        completed.series_id = series_id
-        completed.due_at = model.parse_time(snapshot.due_at)
-        completed.completed_at = model.parse_time(snapshot.completed_at)
-        completed.occurrence = snapshot.occurrence
-        completed.recurrence = model.Recurrence.from_json(snapshot.recurrence.model_dump())
-        completed.events.clear()
-        nxt = completed.next_occurrence(received.data.actor, now)
+        nxt = _as_completed(current, snapshot).next_occurrence(received.data.actor, now)
         if nxt is None or not uow.tasks.add(nxt):
             return None  # the series has ended, or a concurrent delivery created it
         arm_reminders(uow, nxt, now, new=True)
@@ -233,13 +236,7 @@ def create_next_occurrences(uow: AbstractUnitOfWork, clock: Clock, batch: list[A
             completed = current.pop(snapshot.id, None)  # a second completion in the batch creates nothing
             if completed is None:
                 continue  # deleted (deleting an occurrence ends the series), or delivered again
-            completed.series_id = completed.series_id or completed.id
-            completed.due_at = model.parse_time(snapshot.due_at)
-            completed.completed_at = model.parse_time(snapshot.completed_at)
-            completed.occurrence = snapshot.occurrence
-            completed.recurrence = model.Recurrence.from_json(snapshot.recurrence.model_dump())
-            completed.events.clear()
-            nxt = completed.next_occurrence(received.data.actor, now)
+            nxt = _as_completed(completed, snapshot).next_occurrence(received.data.actor, now)
             if nxt is not None:
                 planned.append((i, nxt))
         added = uow.tasks.add_occurrences([t for _, t in planned])
