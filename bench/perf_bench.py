@@ -412,7 +412,17 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(url, args.port, args.workers, args.threads, Path(tmp))
         engine = create_engine(url)
+
+        def sessions() -> int:  # database sessions opened so far (a pool that churns opens many)
+            with engine.connect() as conn:
+                return int(
+                    conn.execute(
+                        text("SELECT sessions FROM pg_stat_database WHERE datname = :d"), {"d": db}
+                    ).scalar_one()
+                )
+
         try:
+            sessions0 = sessions()
             cpu0 = server.cpu_seconds()
             t0 = time.monotonic()
             lat, failed = run_clients(
@@ -443,6 +453,7 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 time.sleep(0.05)
             caught_up_s = time.monotonic() - t0
             cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / max(1, created)
+            opened = sessions() - sessions0
             p50, p99 = pct(lat)
         finally:
             engine.dispose()
@@ -456,6 +467,7 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "create_p50_ms": p50,
         "create_p99_ms": p99,
         "cpu_ms_per_create": round(cpu_ms, 1),
+        "database_sessions_opened": opened,
         "pgbench_same_writes_tps": round(tps),
         "pgbench_latency_ms": avg,
         "ratio": round(created / caught_up_s / tps, 3) if tps == tps else None,
