@@ -90,7 +90,13 @@ def _schemathesis(server: dict[str, str], *, signed_in: bool, examples: str = EX
     config = workdir / ("signed-in.toml" if signed_in else "signed-out.toml")
     headers = 'headers = { Authorization = "Bearer ${TASKFLOW_SCHEMATHESIS_TOKEN}" }' if signed_in else ""
     config.write_text(CONFIG.format(headers=headers))
-    env = {**os.environ, "TASKFLOW_SCHEMATHESIS_TOKEN": server["token"]}
+    root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "TASKFLOW_SCHEMATHESIS_TOKEN": server["token"],
+        "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
     cmd = [
         exe,
         "--config-file",
