@@ -407,6 +407,46 @@ def test_all_of_tags_walk_the_same_tasks_as_the_whole_list(client: Any) -> None:
     assert not {made[0]["id"], made[1]["id"]} & listed and len(listed) == 8
 
 
+def test_search_of_several_words_finds_every_task_whose_words_start_with_them(client: Any) -> None:
+    """Several words (PostgreSQL narrows by an index of the owner's word prefixes up to 6 letters,
+    then checks the words; SQLite's FTS5 answers alone): the same tasks either way, also when two
+    words share their first 6 letters, for words with accents, and after edits and deletes."""
+    create(client, title="Reporting milk bread")
+    create(client, title="Reported bread")
+    create(client, title="Report milk")
+    create(client, title="Milkshake", description="with breadsticks")
+    create(client, title="Café crème brûlée", description="milk")
+    create(client, user="bob", title="milk bread")
+    gone = create(client, title="milk bread, deleted")
+    client.delete(f"/v1/tasks/{gone['id']}", headers=auth())
+    changed = create(client, title="milk bread")
+    client.patch(f"/v1/tasks/{changed['id']}", json={"title": "milk only"}, headers=auth())
+    renamed = create(client, title="nothing yet")
+    client.patch(f"/v1/tasks/{renamed['id']}", json={"title": "bread and milk"}, headers=auth())
+    expected = {
+        "milk bread": ["Milkshake", "Reporting milk bread", "bread and milk"],
+        "BREAD milk": ["Milkshake", "Reporting milk bread", "bread and milk"],
+        "reporti milk": ["Reporting milk bread"],
+        "reported bread": ["Reported bread"],
+        "report milk": ["Report milk", "Reporting milk bread"],
+        "report bread": ["Reported bread", "Reporting milk bread"],
+        "brea milksh": ["Milkshake"],
+        "crème café": ["Café crème brûlée"],
+        "milk brûlée crème": ["Café crème brûlée"],
+        "milk zebra": [],
+    }
+    for q, titles in expected.items():
+        assert sorted(_titles(client, f"q={q}&limit=200")) == titles, q
+        walked: list[str] = []
+        cursor = None
+        while True:
+            page = client.get(f"/v1/tasks?q={q}&limit=1" + (f"&cursor={cursor}" if cursor else ""), headers=auth())
+            walked += [t["title"] for t in page.get_json()["items"]]
+            if (cursor := page.get_json()["next_cursor"]) is None:
+                break
+        assert walked == _titles(client, f"q={q}&limit=200"), q
+
+
 def test_search_pagination(client: Any) -> None:
     for i in range(5):
         create(client, title=f"report {i}", description="report " * i)

@@ -300,7 +300,7 @@ class TaskRepository:
         rank: ColumnElement[Any] | None = None
         words = query.search_words
         if words:
-            where.append(search.match(dialect, words))
+            where.append(search.match(dialect, words, owner_id))
             rank = search.rank(dialect, words)
 
         keys = _sort_keys(query.effective_sort, rank)
