@@ -280,7 +280,7 @@ class TaskRepository:
                 # PostgreSQL: the GIN index of owner-qualified tag keys (migration 0006) intersects
                 # the tags' posting lists and a bitmap heap scan reads only the tasks with all of them.
                 # The IN per tag merge-joined every entry of both tags, then fetched each common task
-                # by primary key (3 570 tasks: 22-29 ms, now 9; never together: 6 ms, now 2).
+                # by primary key (3 570 tasks: 23 ms, now 5; never together: 6.6 ms, now 2.6; bench/README.md).
                 where.append(_TAG_KEYS.op("@>")(bindparam("tag_keys", [f"{t}\x1f{owner_id}" for t in wanted])))
             else:
                 where.extend(tasks.c.id.in_(tagged(t)) for t in wanted)
