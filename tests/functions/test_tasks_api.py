@@ -372,6 +372,81 @@ def test_cursor_pagination_walks_every_task_once(client: Any) -> None:
     assert other.status_code == 422
 
 
+def test_all_of_tags_walk_the_same_tasks_as_the_whole_list(client: Any) -> None:
+    """All of several tags (PostgreSQL answers from a GIN index of the task rows' tags, SQLite from
+    task_tags): page by page, in every order, exactly the user's live tasks that have every tag
+    now, as filtering the whole list would give."""
+    sets = [["work", "q4"], ["q4", "work", "home"], ["work"], ["q4"], ["home", "q4"], [], ["work", "q4"]]
+    made = []
+    for i in range(21):
+        due = iso(NOW + timedelta(hours=i % 4)) if i % 3 else None
+        made.append(create(client, title=f"t{i % 5}", tags=sets[i % len(sets)], due_at=due, priority="high"))
+    create(client, user="bob", title="theirs", tags=["work", "q4"])
+    client.delete(f"/v1/tasks/{made[0]['id']}", headers=auth())  # deleted: never listed
+    client.patch(f"/v1/tasks/{made[1]['id']}", json={"tags": ["home"]}, headers=auth())  # lost both
+    client.patch(f"/v1/tasks/{made[2]['id']}", json={"tags": ["Q4", "work"]}, headers=auth())  # gained q4
+    client.post(f"/v1/tasks/{made[7]['id']}/complete", headers=auth())
+    for tags in ("work,q4", "q4,WORK", "work,q4,home", "work,nothing"):
+        want = set(tags.lower().split(","))
+        for extra in ("", "sort=-priority,title", "sort=-due_at", "sort=title", "status=all", "status=all&sort=title"):
+            everything = client.get(f"/v1/tasks?limit=200&{extra}", headers=auth()).get_json()["items"]
+            expected = [t["id"] for t in everything if want <= set(t["tags"])]
+            seen: list[str] = []
+            cursor = None
+            while True:
+                q = f"tags={tags}&limit=2&{extra}" + (f"&cursor={cursor}" if cursor else "")
+                page = client.get(f"/v1/tasks?{q}", headers=auth()).get_json()
+                seen += [t["id"] for t in page["items"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert seen == expected, (tags, extra)
+    page = client.get("/v1/tasks?tags=work,q4&status=all&limit=200", headers=auth()).get_json()
+    listed = {t["id"] for t in page["items"]}
+    assert made[2]["id"] in listed and made[7]["id"] in listed
+    assert not {made[0]["id"], made[1]["id"]} & listed and len(listed) == 8
+
+
+def test_search_of_several_words_finds_every_task_whose_words_start_with_them(client: Any) -> None:
+    """Several words (PostgreSQL narrows by an index of the owner's word prefixes up to 6 letters,
+    then checks the words; SQLite's FTS5 answers alone): the same tasks either way, also when two
+    words share their first 6 letters, for words with accents, and after edits and deletes."""
+    create(client, title="Reporting milk bread")
+    create(client, title="Reported bread")
+    create(client, title="Report milk")
+    create(client, title="Milkshake", description="with breadsticks")
+    create(client, title="Café crème brûlée", description="milk")
+    create(client, user="bob", title="milk bread")
+    gone = create(client, title="milk bread, deleted")
+    client.delete(f"/v1/tasks/{gone['id']}", headers=auth())
+    changed = create(client, title="milk bread")
+    client.patch(f"/v1/tasks/{changed['id']}", json={"title": "milk only"}, headers=auth())
+    renamed = create(client, title="nothing yet")
+    client.patch(f"/v1/tasks/{renamed['id']}", json={"title": "bread and milk"}, headers=auth())
+    expected = {
+        "milk bread": ["Milkshake", "Reporting milk bread", "bread and milk"],
+        "BREAD milk": ["Milkshake", "Reporting milk bread", "bread and milk"],
+        "reporti milk": ["Reporting milk bread"],
+        "reported bread": ["Reported bread"],
+        "report milk": ["Report milk", "Reporting milk bread"],
+        "report bread": ["Reported bread", "Reporting milk bread"],
+        "brea milksh": ["Milkshake"],
+        "crème café": ["Café crème brûlée"],
+        "milk brûlée crème": ["Café crème brûlée"],
+        "milk zebra": [],
+    }
+    for q, titles in expected.items():
+        assert sorted(_titles(client, f"q={q}&limit=200")) == titles, q
+        walked: list[str] = []
+        cursor = None
+        while True:
+            page = client.get(f"/v1/tasks?q={q}&limit=1" + (f"&cursor={cursor}" if cursor else ""), headers=auth())
+            walked += [t["title"] for t in page.get_json()["items"]]
+            if (cursor := page.get_json()["next_cursor"]) is None:
+                break
+        assert walked == _titles(client, f"q={q}&limit=200"), q
+
+
 def test_search_pagination(client: Any) -> None:
     for i in range(5):
         create(client, title=f"report {i}", description="report " * i)

@@ -17,8 +17,9 @@ from taskflow.domain.limits import DATABASE_TIMEOUT
 log = logging.getLogger(__name__)
 
 
-def build_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and write-serialising transactions."""
+def build_engine(url: str, *, timeout: float | None = DATABASE_TIMEOUT.max) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and write-serialising transactions. ``timeout`` bounds
+    each connect and read of pg8000 (None: unbounded)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -41,7 +42,7 @@ def build_engine(url: str) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
-        return _pg8000_engine(url)
+        return _pg8000_engine(url, timeout)
     return create_engine(url, pool_size=pool_size(), max_overflow=20, pool_pre_ping=True, pool_recycle=300)
 
 
@@ -51,7 +52,7 @@ def pool_size() -> int:
     return int(os.environ.get("TASKFLOW_THREADS") or 8) + 4
 
 
-def _pg8000_engine(url: str) -> Engine:
+def _pg8000_engine(url: str, timeout: float | None) -> Engine:
     """pg8000 through ``adapters.pgwire`` (one round trip per statement). No ping per checkout
     (a round trip each): a checked-out connection whose server end has closed is found by a
     zero-wait poll of its socket, and the pool replaces it; ``pool_recycle`` retires old ones."""
@@ -65,7 +66,7 @@ def _pg8000_engine(url: str) -> Engine:
         max_overflow=20,
         pool_pre_ping=False,
         pool_recycle=300,
-        connect_args={"timeout": DATABASE_TIMEOUT.max},
+        connect_args={"timeout": timeout},
     )
     # One multi-row INSERT for a batch of rows (tags, reminders, outbox, audit) instead of one
     # statement per row: what SQLAlchemy does for psycopg2, turned on for pg8000.
@@ -120,6 +121,15 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    own = None
+    if engine.dialect.driver == "pg8000":
+        # A migration may build an index over every task (0007: about two minutes at 1 000 000):
+        # its own connection, without the request path's read timeout.
+        own = engine = build_engine(engine.url.render_as_string(hide_password=False), timeout=None)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if own is not None:
+            own.dispose()

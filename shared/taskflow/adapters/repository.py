@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
+    Text,
     and_,
     bindparam,
     delete,
@@ -107,6 +109,9 @@ _OPEN_TASKS = (
     .subquery()
 )
 _OWNED_TAGS = select(task_tags.c.tag).where(task_tags.c.owner_id == bindparam("_owner")).distinct().subquery()
+#: A task's tags as ``tag<US>owner`` keys, the expression of the GIN index ``ix_tasks_tag_keys``
+#: (migration 0006; PostgreSQL only, like the search vector).
+_TAG_KEYS = func.taskflow_tag_keys(tasks.c.owner_id, tasks.c.tags, type_=ARRAY(Text()))
 _USAGE = select(_OPEN_TASKS.c.n)
 _USAGE_WITH_TAGS = select(_OPEN_TASKS.c.n, _OWNED_TAGS.c.tag).select_from(_OPEN_TASKS.outerjoin(_OWNED_TAGS, true()))
 
@@ -262,9 +267,8 @@ class TaskRepository:
             where.append(tasks.c.priority.in_([model.Priority(p).rank for p in query.priority]))
         if query.tags:
             # The user's tasks with these tags, from the (owner_id, tag, task_id) index. All of several
-            # tags: one IN per tag, which PostgreSQL answers with a merge join of the tags' index-only
-            # scans (task ids in order) or probes along an ordered page, whichever is cheaper; the
-            # GROUP BY ... HAVING count(*) = n it replaces aggregated every entry of every tag.
+            # tags on SQLite: one IN per tag (the GROUP BY ... HAVING count(*) = n it replaces
+            # aggregated every entry of every tag).
             wanted = list(dict.fromkeys(query.tags))
 
             def tagged(*tags: str) -> Any:
@@ -272,6 +276,12 @@ class TaskRepository:
 
             if query.tag_mode == "any":
                 where.append(tasks.c.id.in_(tagged(*wanted)))
+            elif len(wanted) > 1 and dialect == "postgresql":
+                # PostgreSQL: the GIN index of owner-qualified tag keys (migration 0006) intersects
+                # the tags' posting lists and a bitmap heap scan reads only the tasks with all of them.
+                # The IN per tag merge-joined every entry of both tags, then fetched each common task
+                # by primary key (3 570 tasks: 23 ms, now 5; never together: 6.6 ms, now 2.6; bench/README.md).
+                where.append(_TAG_KEYS.op("@>")(bindparam("tag_keys", [f"{t}\x1f{owner_id}" for t in wanted])))
             else:
                 where.extend(tasks.c.id.in_(tagged(t)) for t in wanted)
         if query.due_before is not None:
@@ -290,7 +300,7 @@ class TaskRepository:
         rank: ColumnElement[Any] | None = None
         words = query.search_words
         if words:
-            where.append(search.match(dialect, words))
+            where.append(search.match(dialect, words, owner_id))
             rank = search.rank(dialect, words)
 
         keys = _sort_keys(query.effective_sort, rank)

@@ -12,11 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Double, FromClause, cast, column, func, literal_column, select, table, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Double,
+    FromClause,
+    Text,
+    and_,
+    cast,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 
 #: How many matches (the newest first) one relevance ranking covers; a search with more matches
 #: is ranked window by window (newest window first). Larger than the largest page (200).
 WINDOW = 500
+_TEXTS = ARRAY(Text())
 
 
 def _tsquery(words: list[str]) -> Any:
@@ -28,11 +43,23 @@ def _fts_query(words: list[str]) -> str:
     return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
 
 
-def match(dialect: str, words: list[str]) -> ColumnElement[bool]:
-    """A WHERE clause on ``tasks`` that keeps the tasks matching every word."""
+def match(dialect: str, words: list[str], owner_id: str) -> ColumnElement[bool]:
+    """A WHERE clause on ``tasks`` that keeps the tasks of ``owner_id`` matching every word (the
+    caller filters on the owner too)."""
     if dialect == "postgresql":
         vector: ColumnElement[Any] = literal_column("tasks.search_vector")
-        return vector.op("@@")(_tsquery(words))
+        if len(words) < 2:
+            return vector.op("@@")(_tsquery(words))
+        # Several words: GIN expands each prefix term of the search_vector index into a bitmap of
+        # every task of every user that has a matching word, then ANDs them (two common words that
+        # never go together: 40-110 ms for no result). The index of the owner's word prefixes
+        # (migration 0006) makes each one an exact key: GIN intersects the owner's posting lists
+        # and the tsquery, unchanged, checks the rows found. ts_match_vq is @@ written so that the
+        # planner cannot AND the search_vector index back in. One word stays on @@: an ordered
+        # scan of the user's newest tasks answers a common word sooner than any bitmap.
+        found = func.taskflow_search_keys(literal_column("tasks.owner_id"), vector, type_=_TEXTS)
+        wanted = func.taskflow_search_query_keys(owner_id, " ".join(words), type_=_TEXTS)
+        return and_(found.op("@>")(wanted), func.ts_match_vq(vector, _tsquery(words)))
     fts = table("tasks_fts", column("rowid"))
     matching = select(fts.c.rowid).where(text("tasks_fts MATCH :fts_query").bindparams(fts_query=_fts_query(words)))
     return literal_column("tasks.rowid").in_(matching)
@@ -63,9 +90,9 @@ def rank(dialect: str, words: list[str], rows: FromClause | None = None) -> Colu
     )
 
 
-def match_and_rank(dialect: str, words: list[str]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+def match_and_rank(dialect: str, words: list[str], owner_id: str) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
     """A WHERE clause that keeps matching tasks, and a relevance expression (higher is better)."""
-    return match(dialect, words), rank(dialect, words)
+    return match(dialect, words, owner_id), rank(dialect, words)
 
 
 __all__ = ["WINDOW", "match", "match_and_rank", "rank", "row_key"]

@@ -1,7 +1,8 @@
 """SQLAlchemy Core tables: the one definition of the schema. The Alembic migrations create it, and
 ``tests/integration/test_schema.py`` fails when the two disagree (autogenerate finds a difference).
-Only full-text search lives in the migrations alone (a generated tsvector column and its GIN index
-on PostgreSQL, an FTS5 table and triggers on SQLite): the ORM has no words for those."""
+Only full-text search (a generated tsvector column and its GIN index on PostgreSQL, an FTS5 table
+and triggers on SQLite) and the GIN indexes of owner-qualified tag and word-prefix keys (PostgreSQL,
+migrations 0006 and 0007) live in the migrations alone: the ORM has no words for those."""
 
 from __future__ import annotations
 
