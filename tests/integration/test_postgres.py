@@ -94,62 +94,56 @@ def test_search_uses_the_gin_index(engine: Any) -> None:
     assert any("ix_tasks_search" in line for line in plan), plan
 
 
-def test_all_of_tags_use_the_tag_keys_index(engine: Any) -> None:
-    """The statement ``TaskRepository.list`` sends for all of several tags is one the GIN index of
-    tag keys (migration 0006) answers: its expression must stay the index's."""
+def _plan_of_list(engine: Any, rows_sql: str, owner: str, query: Any, which: int) -> list[str]:
+    """EXPLAIN of the statement number ``which`` that ``TaskRepository.list`` sends for ``query``,
+    over the tasks ``rows_sql`` inserts (rolled back)."""
     from sqlalchemy import event
-
-    from taskflow.domain.query import TaskQuery
 
     sent: list[tuple[str, Any]] = []
     with engine.connect() as conn:
-        # 3 000 tasks of the user, 1 in 100 with both tags (rolled back)
         conn.execute(
             text(
                 "INSERT INTO tasks (id, owner_id, title, description, status, priority, tags, timezone,"
-                " reminders, occurrence, created_at, updated_at, version)"
-                " SELECT gen_random_uuid()::text, 'a', 't' || i, '', 'open', 0,"
-                ' CASE WHEN i % 100 = 0 THEN \'["work", "q4"]\' ELSE \'["work"]\' END::json,'
-                " 'UTC', '[]', 0, now(), now(), 1 FROM generate_series(1, 3000) AS i"
+                " reminders, occurrence, created_at, updated_at, version) " + rows_sql
             )
         )
         conn.execute(text("ANALYZE tasks"))
         listen = lambda *a: sent.append((a[2], a[3]))  # noqa: E731
         event.listen(conn, "before_cursor_execute", listen)
-        TaskRepository(conn).list("a", TaskQuery(tags=("work", "q4")), NOW)
+        TaskRepository(conn).list(owner, query, NOW)
         event.remove(conn, "before_cursor_execute", listen)
-        statement, params = sent[-1]
+        statement, params = sent[which]
         plan = conn.exec_driver_sql("EXPLAIN " + statement, params).scalars().all()
         conn.rollback()
+    return list(plan)
+
+
+def test_all_of_tags_use_the_tag_keys_index(engine: Any) -> None:
+    """The statement ``TaskRepository.list`` sends for all of several tags is one the GIN index of
+    tag keys (migration 0006) answers: its expression must stay the index's."""
+    from taskflow.domain.query import TaskQuery
+
+    # 3 000 tasks of the user, 1 in 100 with both tags
+    rows = (
+        "SELECT gen_random_uuid()::text, 'a', 't' || i, '', 'open', 0,"
+        ' CASE WHEN i % 100 = 0 THEN \'["work", "q4"]\' ELSE \'["work"]\' END::json,'
+        " 'UTC', '[]', 0, now(), now(), 1 FROM generate_series(1, 3000) AS i"
+    )
+    plan = _plan_of_list(engine, rows, "a", TaskQuery(tags=("work", "q4")), -1)
     assert any("ix_tasks_tag_keys" in line for line in plan), plan
 
 
 def test_searches_of_several_words_use_the_prefix_keys_index(engine: Any) -> None:
     """Several words: the statement is one the GIN index of word-prefix keys (migration 0007)
     answers, and not the search_vector index's bitmaps of every user's matches."""
-    from sqlalchemy import event
-
     from taskflow.domain.query import TaskQuery
 
-    sent: list[tuple[str, Any]] = []
-    with engine.connect() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO tasks (id, owner_id, title, description, status, priority, tags, timezone,"
-                " reminders, occurrence, created_at, updated_at, version)"
-                " SELECT gen_random_uuid()::text, CASE WHEN i % 3 = 0 THEN 'a' ELSE 'b' END,"
-                " CASE WHEN i % 2 = 0 THEN 'milk ' ELSE 'bread ' END || 'item' || i, '', 'open', 0, '[]',"
-                " 'UTC', '[]', 0, now(), now(), 1 FROM generate_series(1, 6000) AS i"
-            )
-        )
-        conn.execute(text("ANALYZE tasks"))
-        listen = lambda *a: sent.append((a[2], a[3]))  # noqa: E731
-        event.listen(conn, "before_cursor_execute", listen)
-        TaskRepository(conn).list("a", TaskQuery(q="milk bread"), NOW)
-        event.remove(conn, "before_cursor_execute", listen)
-        statement, params = sent[0]
-        plan = conn.exec_driver_sql("EXPLAIN " + statement, params).scalars().all()
-        conn.rollback()
+    rows = (
+        "SELECT gen_random_uuid()::text, CASE WHEN i % 3 = 0 THEN 'a' ELSE 'b' END,"
+        " CASE WHEN i % 2 = 0 THEN 'milk ' ELSE 'bread ' END || 'item' || i, '', 'open', 0, '[]',"
+        " 'UTC', '[]', 0, now(), now(), 1 FROM generate_series(1, 6000) AS i"
+    )
+    plan = _plan_of_list(engine, rows, "a", TaskQuery(q="milk bread"), 0)
     assert any("ix_tasks_search_keys" in line for line in plan), plan
     assert not any("ix_tasks_search " in line for line in plan), plan
 
