@@ -298,7 +298,9 @@ function Workspace({ token, onSignOut }: { token: string; onSignOut: () => void 
   };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (open || e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
+      // the DOM, not `open`: this listener is re-registered after the render that closes a dialog,
+      // so a key pressed right after Escape would otherwise still see the dialog open
+      if (document.querySelector("dialog[open]") || e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
       const selected = Math.max(0, Math.min(selRef.current, tasks.length - 1));
       const current = tasks[selected];
       const actions: Record<string, () => void> = {
