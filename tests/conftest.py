@@ -30,6 +30,10 @@ from taskflow.adapters.tables import metadata
 from taskflow.bootstrap import Root
 
 PG_URL = os.environ.get("TASKFLOW_TEST_PG_URL")
+# The telemetry tests read spans through an in-memory exporter added to the process's tracer
+# provider. Without an OTLP endpoint a process records only the spans a caller asks to sample
+# (tests/integration/test_trace_sampling.py checks that default); here, every span.
+os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 TEST_SECRET = secrets.token_hex(32)
 
 # Every log record of the whole suite, scanned for secrets when the session ends.
