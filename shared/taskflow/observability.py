@@ -249,8 +249,9 @@ def _instrument_httpx_once() -> None:
 
 def instrument_engine(engine: Any) -> None:
     """Spans for each SQL statement on ``engine`` (the statement text has bound parameters only),
-    and the pool's connection-usage metric. Where spans are not recorded (no exporter) the statement
-    hooks get a no-op tracer: a sampled span per statement would be dropped anyway."""
+    and the pool's connection-usage metric. Where spans are not recorded (no exporter) only the
+    metric is kept: the statement hooks cost about 7 % of a create's Python time even with a no-op
+    tracer, for spans that would be dropped."""
     if not setup():
         return
     from opentelemetry import metrics, trace
@@ -263,8 +264,33 @@ def instrument_engine(engine: Any) -> None:
     usage = metrics.get_meter(scope).create_up_down_counter(
         "db.client.connections.usage", unit="{connection}", description="Connections by state (idle, used)."
     )
-    tracer = trace.get_tracer(scope) if records_spans() else trace.NoOpTracer()
-    EngineTracer(tracer, engine, usage, enable_commenter=False)  # type: ignore[no-untyped-call]
+    if records_spans():
+        EngineTracer(trace.get_tracer(scope), engine, usage, enable_commenter=False)  # type: ignore[no-untyped-call]
+    else:
+        _count_pool_usage(engine, usage)
+
+
+def _count_pool_usage(engine: Any, usage: Any) -> None:
+    """The instrumentation's pool hooks alone: the same metric, labels and transitions."""
+    from sqlalchemy import event
+
+    url = engine.url
+    name = engine.pool.logging_name or f"{url.drivername}://{url.host or ''}:{url.port or ''}/{url.database or ''}"
+    idle, used = {"pool.name": name, "state": "idle"}, {"pool.name": name, "state": "used"}
+
+    def moved(before: dict[str, str] | None, after: dict[str, str] | None) -> Callable[..., None]:
+        def listener(*_: Any) -> None:
+            if before is not None:
+                usage.add(-1, before)
+            if after is not None:
+                usage.add(1, after)
+
+        return listener
+
+    event.listen(engine, "connect", moved(None, idle))
+    event.listen(engine, "close", moved(idle, None))
+    event.listen(engine, "checkout", moved(idle, used))
+    event.listen(engine, "checkin", moved(used, idle))
 
 
 def grpc_interceptors() -> list[Any]:

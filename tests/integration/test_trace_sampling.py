@@ -35,6 +35,9 @@ out["sampled_parent"] = resp.headers["traceresponse"]
 resp = client.get("/v1/tasks")  # no token: a problem body
 out["problem"] = [resp.headers["traceresponse"], resp.get_json()["trace_id"]]
 out["recorded"] = sorted({s.name for s in spans.get_finished_spans()})
+from prometheus_client import REGISTRY
+samples = [s for m in REGISTRY.collect() for s in m.samples]
+out["pool"] = {s.labels["state"]: s.value for s in samples if s.name == "db_client_connections_usage"}
 print(json.dumps(out))
 """
 
@@ -77,6 +80,7 @@ def test_without_an_exporter_ids_are_made_but_only_a_callers_sampled_trace_is_re
     problem_header, problem_id = out["problem"]  # type: ignore[misc]
     assert _parts(problem_header)[0] == problem_id != plain_trace
     assert out["recorded"] == ["GET /healthz"]  # the sampled request's span only
+    assert out["pool"] == {"idle": 1, "used": 0}  # the pool metric is kept (one connection, returned)
 
 
 def test_with_an_exporter_every_request_is_recorded(tmp_path: object) -> None:
@@ -84,6 +88,7 @@ def test_with_an_exporter_every_request_is_recorded(tmp_path: object) -> None:
     assert _parts(out["plain"])[1] is True  # type: ignore[arg-type]
     assert _parts(out["problem"][0])[1] is True  # type: ignore[index]
     assert "GET /v1/tasks" in out["recorded"]  # type: ignore[operator]
+    assert out["pool"] == {"idle": 1, "used": 0}
 
 
 def test_an_explicit_sampler_wins(tmp_path: object) -> None:
