@@ -36,10 +36,18 @@ def threads() -> int:
     return max(1, int(os.environ.get("TASKFLOW_THREADS") or 8))
 
 
+#: A datagram that asks the owner to run its relay now (the others carry one event each).
+NUDGE = b"!"
+#: Larger than any datagram a local socket accepts (the send buffer, 208 KiB by default).
+MAX_DATAGRAM = 1 << 20
+
+
 class RelayNudge:
-    """The publisher of a worker without the bus: the event stays pending in the outbox (the
-    bus marks it sent once delivered, hence ``acknowledges_delivery``), and the worker that runs
-    the relay is told to run it now."""
+    """The publisher of a worker without the bus: the event is handed to the worker that runs the
+    bus over a local datagram socket, and stays pending in the outbox until that bus has delivered
+    it (the bus marks it sent, hence ``acknowledges_delivery``). An event the socket does not take
+    (too large, the owner's queue full) becomes a nudge: the owner's relay reads it from the outbox
+    now. With no owner at all, the next relay tick sends it."""
 
     acknowledges_delivery = True
 
@@ -49,9 +57,27 @@ class RelayNudge:
         self._sock.setblocking(False)
 
     def publish(self, topic: str, event_json: str, partition_key: str) -> None:
-        # no owner right now, or its queue is full: its next relay tick sends the event
         with contextlib.suppress(OSError):
-            self._sock.sendto(b"!", self.path)
+            try:
+                self._sock.sendto(f"{topic}\n{partition_key}\n{event_json}".encode(), self.path)
+            except OSError:
+                self._sock.sendto(NUDGE, self.path)
+
+
+def _handed_over(bus: Any, datagram: bytes) -> bool:
+    """Publish the event a worker handed over on the owner's bus; False when the relay must run
+    (a nudge, or an event the bus refused: it is still pending in the outbox)."""
+    if datagram == NUDGE:
+        return False
+    from taskflow.service_layer.ports import PublishError
+
+    topic, partition_key, event_json = datagram.decode().split("\n", 2)
+    try:
+        bus.publish(topic, event_json, partition_key)
+    except PublishError:
+        log.warning("an event handed over by a worker was refused; the relay sends it")
+        return False
+    return True
 
 
 class Background:
@@ -111,18 +137,27 @@ class Background:
         def relay_on_nudge() -> None:
             while not self._stop.is_set():
                 try:
-                    sock.recv(16)
+                    datagrams = [sock.recv(MAX_DATAGRAM)]
                 except TimeoutError:
                     continue
                 except OSError:
                     return
-                sock.setblocking(False)  # take every nudge queued meanwhile: one relay for all
+                sock.setblocking(False)  # take everything queued meanwhile: at most one relay for all
                 try:
                     while True:
-                        sock.recv(16)
+                        datagrams.append(sock.recv(MAX_DATAGRAM))
                 except OSError:
                     pass
                 sock.settimeout(1.0)
+                relay = False
+                for datagram in datagrams:
+                    try:
+                        relay = not _handed_over(emb.bus, datagram) or relay
+                    except Exception:
+                        log.exception("an event handed over by a worker could not be read; the relay sends it")
+                        relay = True
+                if not relay:
+                    continue
                 try:
                     emb.tick("event-fanout")
                 except Exception:

@@ -768,6 +768,7 @@ def test_the_audit_archive_moves_old_rows_to_s3_and_a_moto_outage_loses_and_dupl
 
         # moto goes down (and its port refuses to serve) while the next run has four rows to move
         configure(batch=2, max_objects=3)
+
         def sidecar_restarts() -> dict[str, int]:
             return {n: c for n, c in stack.supervisor.restarts.items() if n.endswith("-daprd")}
 

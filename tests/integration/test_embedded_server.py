@@ -108,3 +108,36 @@ def test_two_workers_run_the_background_work_once_and_hand_it_over(server: tuple
         more = _create_many(base, 12)
         assert _history_complete(client, more, timeout=5.0)
     assert len(_owners(log_path)) == 2  # never two at once: one takeover per death
+
+
+def test_a_worker_hands_its_events_to_the_owner_and_nudges_when_one_does_not_fit(tmp_path: Path) -> None:
+    """What travels on the owner's socket: each event whole (the owner's bus publishes it without
+    reading the outbox), or, for one the socket refuses, a nudge that makes the owner's relay read it."""
+    import socket
+
+    from taskflow.server import NUDGE, RelayNudge, _handed_over
+
+    owner = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    owner.bind(str(tmp_path / "relay.sock"))
+    owner.settimeout(5)
+    worker = RelayNudge(tmp_path / "relay.sock")
+    event = '{"id": "e1", "type": "com.taskflow.task.created.v1", "data": {"title": "a\\nb"}}'
+    worker.publish("task-events", event, "task-1")
+
+    class Bus:
+        published: list[tuple[str, str, str]] = []
+
+        def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+            self.published.append((topic, event_json, partition_key))
+
+    bus = Bus()
+    assert _handed_over(bus, owner.recv(1 << 20)) is True
+    assert bus.published == [("task-events", event, "task-1")]
+
+    worker._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # smaller than the next event
+    worker.publish("task-events", event.replace("a\\nb", "x" * 20_000), "task-1")
+    datagram = owner.recv(1 << 20)
+    assert datagram == NUDGE
+    assert _handed_over(bus, datagram) is False  # the owner runs its relay
+    assert len(bus.published) == 1
+    owner.close()
