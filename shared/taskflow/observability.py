@@ -187,7 +187,7 @@ def _sampler(e: Mapping[str, str]) -> Any:
     """None (the SDK's choice: ``OTEL_TRACES_SAMPLER``, by default every trace) when spans are
     exported or a sampler is asked for; otherwise record only what a caller's ``traceparent`` asks
     to be sampled. Spans without an exporter are dropped when they end, so recording them costs CPU
-    for nothing (about a tenth of a create's); ids, ``traceresponse`` and log fields stay."""
+    for nothing; ids, ``traceresponse`` and log fields stay."""
     if _otlp_endpoint(e, "TRACES") or e.get("OTEL_TRACES_SAMPLER"):
         return None
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
