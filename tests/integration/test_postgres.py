@@ -233,3 +233,28 @@ def test_migrate_waits_for_a_database_that_is_still_starting() -> None:
     assert time.monotonic() - t0 >= 2
     assert "not reachable yet" in res.stderr and "retrying" in res.stderr
     assert "x@" not in res.stderr + res.stdout  # no password in its output
+
+
+def test_new_connections_use_tls_without_reloading_the_ca_store(engine: Any, monkeypatch: Any) -> None:
+    """Each new pooled connection used to cost 45 ms of CPU, holding the interpreter lock, because
+    pg8000 built a TLS context per connection (loading the system's CA certificates only to switch
+    verification off). Connections still negotiate TLS when the server offers it, as before."""
+    import ssl
+
+    from tests.conftest import PG_URL
+
+    built: list[int] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: built.append(1) or real(*a, **k))
+    fresh = db.build_engine(str(PG_URL))
+    try:
+        conns = [fresh.connect() for _ in range(3)]  # three new connections, none pooled yet
+        on_tls = [c.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar() for c in conns]
+        for c in conns:
+            c.close()
+    finally:
+        fresh.dispose()
+    with engine.connect() as conn:
+        server_offers_tls = bool(conn.execute(text("SELECT current_setting('ssl') = 'on'")).scalar())
+    assert on_tls == [server_offers_tls] * 3
+    assert built == []  # no per-connection context (db.unverified_tls is built once per process)

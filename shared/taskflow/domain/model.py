@@ -46,11 +46,16 @@ class Priority(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Priority).index(self)
+        return _PRIORITY_RANKS[self]
 
     @classmethod
     def from_rank(cls, rank: int) -> Priority:
-        return list(Priority)[rank]
+        return _PRIORITIES[rank]
+
+
+# in declaration order (every list row and every event reads them: no list built per call)
+_PRIORITIES: tuple[Priority, ...] = tuple(Priority)
+_PRIORITY_RANKS: dict[Priority, int] = {p: i for i, p in enumerate(_PRIORITIES)}
 
 
 class Anchor(enum.StrEnum):
@@ -222,7 +227,9 @@ def parse_time(value: str | None) -> datetime | None:
 def format_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"  # an aware UTC time's isoformat ends with +00:00
 
 
 # --- domain events -------------------------------------------------------------------------
@@ -431,7 +438,12 @@ class DueReminder:
     title: str
 
 
+_PLAIN = (str, int, bool)
+
+
 def _api_value(name: str, value: Any) -> Any:
+    if value is None or type(value) in _PLAIN:  # most fields of most rows
+        return value
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, enum.Enum):
