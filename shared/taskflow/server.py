@@ -135,9 +135,15 @@ class Background:
         sock.settimeout(1.0)
 
         def relay_on_nudge() -> None:
+            # one receive buffer for every datagram (recv(MAX_DATAGRAM) allocated 1 MiB per event)
+            buffer = memoryview(bytearray(MAX_DATAGRAM))
+
+            def receive() -> bytes:
+                return bytes(buffer[: sock.recv_into(buffer)])
+
             while not self._stop.is_set():
                 try:
-                    datagrams = [sock.recv(MAX_DATAGRAM)]
+                    datagrams = [receive()]
                 except TimeoutError:
                     continue
                 except OSError:
@@ -145,7 +151,7 @@ class Background:
                 sock.setblocking(False)  # take everything queued meanwhile: at most one relay for all
                 try:
                     while True:
-                        datagrams.append(sock.recv(MAX_DATAGRAM))
+                        datagrams.append(receive())
                 except OSError:
                     pass
                 sock.settimeout(1.0)
