@@ -10,6 +10,7 @@ import pytest
 
 from taskflow.adapters import search
 from tests.conftest import auth
+from tests.functions.test_tasks_api import walk_pages
 
 # oldest first: (title, description); "report" in the title outranks "report" in the description
 TASKS = [
@@ -36,19 +37,6 @@ def reports(client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return client
 
 
-def _walk(client: Any, query: str, limit: int, cursor: str | None = None) -> list[str]:
-    seen: list[str] = []
-    for _ in range(20):
-        url = f"/v1/tasks?{query}&limit={limit}" + (f"&cursor={cursor}" if cursor else "")
-        page = client.get(url, headers=auth()).get_json()
-        assert len(page["items"]) <= limit
-        seen += [t["title"] for t in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return seen
-    raise AssertionError(f"the cursor never ended: {seen}")
-
-
 def test_one_page_ranks_each_window_newest_window_first(reports: Any) -> None:
     page = reports.get("/v1/tasks?q=REPORT&limit=200", headers=auth()).get_json()
     assert [t["title"] for t in page["items"]] == EXPECTED
@@ -57,11 +45,11 @@ def test_one_page_ranks_each_window_newest_window_first(reports: Any) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5])
 def test_pages_walk_every_match_once_across_windows(reports: Any, limit: int) -> None:
-    assert _walk(reports, "q=rep", limit) == EXPECTED
+    assert walk_pages(reports, "q=rep", limit) == EXPECTED
 
 
 def test_least_relevant_first_within_each_window(reports: Any) -> None:
-    assert _walk(reports, "q=report&sort=-relevance", 2) == [
+    assert walk_pages(reports, "q=report&sort=-relevance", 2) == [
         "fax",
         "report five",
         "report seven",
@@ -79,5 +67,5 @@ def test_tasks_created_between_pages_do_not_shift_the_window(reports: Any, db_ur
     assert [t["title"] for t in first["items"]] == EXPECTED[:2]
     resp = reports.post("/v1/tasks", json={"title": "report eight"}, headers=auth())
     assert resp.status_code == 201
-    rest = _walk(reports, "q=report", 2, first["next_cursor"])
+    rest = walk_pages(reports, "q=report", 2, first["next_cursor"])
     assert rest == EXPECTED[2:]

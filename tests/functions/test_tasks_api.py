@@ -271,6 +271,20 @@ def _titles(client: Any, query: str, user: str = "alice") -> list[str]:
     return [t["title"] for t in resp.get_json()["items"]]
 
 
+def walk_pages(client: Any, query: str, limit: int, cursor: str | None = None, field: str = "title") -> list[str]:
+    """Every page of ``query``, ``limit`` at a time from ``cursor`` on: each item's ``field``."""
+    seen: list[str] = []
+    for _ in range(20):
+        url = f"/v1/tasks?{query}&limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url, headers=auth()).get_json()
+        assert len(page["items"]) <= limit
+        seen += [t[field] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError(f"the cursor never ended: {seen}")
+
+
 def test_filters(client: Any) -> None:
     soon = NOW + timedelta(hours=5)
     later = NOW + timedelta(days=5)
@@ -357,16 +371,7 @@ def test_cursor_pagination_walks_every_task_once(client: Any) -> None:
         create(client, title=f"t{i}", due_at=due, priority=["low", "high"][i % 2])
     for sort in ("", "sort=-priority,title", "sort=-due_at", "sort=title", "sort=-updated_at"):
         expected = _titles(client, f"limit=200&{sort}")
-        seen: list[str] = []
-        cursor = None
-        while True:
-            q = f"limit=3&{sort}" + (f"&cursor={cursor}" if cursor else "")
-            page = client.get(f"/v1/tasks?{q}", headers=auth()).get_json()
-            seen += [t["title"] for t in page["items"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        assert seen == expected, sort
+        assert walk_pages(client, sort, 3) == expected, sort
     first = client.get("/v1/tasks?limit=3", headers=auth()).get_json()
     other = client.get(f"/v1/tasks?limit=3&sort=title&cursor={first['next_cursor']}", headers=auth())
     assert other.status_code == 422
@@ -391,16 +396,7 @@ def test_all_of_tags_walk_the_same_tasks_as_the_whole_list(client: Any) -> None:
         for extra in ("", "sort=-priority,title", "sort=-due_at", "sort=title", "status=all", "status=all&sort=title"):
             everything = client.get(f"/v1/tasks?limit=200&{extra}", headers=auth()).get_json()["items"]
             expected = [t["id"] for t in everything if want <= set(t["tags"])]
-            seen: list[str] = []
-            cursor = None
-            while True:
-                q = f"tags={tags}&limit=2&{extra}" + (f"&cursor={cursor}" if cursor else "")
-                page = client.get(f"/v1/tasks?{q}", headers=auth()).get_json()
-                seen += [t["id"] for t in page["items"]]
-                cursor = page["next_cursor"]
-                if cursor is None:
-                    break
-            assert seen == expected, (tags, extra)
+            assert walk_pages(client, f"tags={tags}&{extra}", 2, field="id") == expected, (tags, extra)
     page = client.get("/v1/tasks?tags=work,q4&status=all&limit=200", headers=auth()).get_json()
     listed = {t["id"] for t in page["items"]}
     assert made[2]["id"] in listed and made[7]["id"] in listed
