@@ -98,6 +98,7 @@ class Server:
             "TASKFLOW_WORKERS": str(workers),
             "TASKFLOW_THREADS": str(threads),
             "TASKFLOW_TELEMETRY": os.environ.get("TASKFLOW_TELEMETRY", "on"),
+            "TASKFLOW_GROUP_COMMIT": os.environ.get("TASKFLOW_GROUP_COMMIT", "on"),
         }
         self.log = (workdir / f"server-{port}.log").open("w")
         self.proc = subprocess.Popen(
@@ -142,6 +143,11 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+    def warnings(self) -> list[str]:
+        """The server's WARNING and ERROR lines (it logs at WARNING): a figure beside them is suspect."""
+        lines = Path(self.log.name).read_text(errors="replace").splitlines()
+        return [line for line in lines if "WARNING" in line or "ERROR" in line]
 
 
 def run_clients(
@@ -464,16 +470,16 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
         server = Server(url, args.port, args.workers, args.threads, Path(tmp))
         engine = create_engine(url)
 
-        def sessions() -> int:  # database sessions opened so far (a pool that churns opens many)
+        def counters() -> tuple[int, int]:
+            """Database sessions opened so far (a pool that churns opens many) and transactions committed."""
             with engine.connect() as conn:
-                return int(
-                    conn.execute(
-                        text("SELECT sessions FROM pg_stat_database WHERE datname = :d"), {"d": db}
-                    ).scalar_one()
-                )
+                row = conn.execute(
+                    text("SELECT sessions, xact_commit FROM pg_stat_database WHERE datname = :d"), {"d": db}
+                ).one()
+                return int(row[0]), int(row[1])
 
         try:
-            sessions0 = sessions()
+            sessions0, commits0 = counters()
             cpu0 = server.cpu_seconds()
             t0 = time.monotonic()
             if args.load == "wrk":
@@ -510,10 +516,14 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 time.sleep(0.05)
             caught_up_s = time.monotonic() - t0
             cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / max(1, created)
-            opened = sessions() - sessions0
+            sessions1, commits1 = counters()
+            opened = sessions1 - sessions0
         finally:
             engine.dispose()
             server.stop()
+        warnings = server.warnings()
+    for line in warnings[:5]:
+        print("server:", line, flush=True)
     tps, avg = pgbench(url, CREATE_WRITES, args.seconds, args.clients)
     result = {
         "load": args.load,
@@ -525,6 +535,9 @@ def pipeline_phase(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "create_p99_ms": p99,
         "cpu_ms_per_create": round(cpu_ms, 1),
         "database_sessions_opened": opened,
+        "commits_per_create": round((commits1 - commits0) / max(1, created), 2),  # the pipeline's too
+        "group_commit": os.environ.get("TASKFLOW_GROUP_COMMIT", "on"),
+        "server_warnings": len(warnings),
         "pgbench_same_writes_tps": round(tps),
         "pgbench_latency_ms": avg,
         "ratio": round(created / caught_up_s / tps, 3) if tps == tps else None,

@@ -58,6 +58,8 @@ class Settings:
     dev: bool
     oidc: Oidc | None
     web_dir: str | None
+    #: Concurrent creates share one transaction (TASKFLOW_GROUP_COMMIT; service_layer.group_commit).
+    group_commit: bool = True
     #: Per-user limits (TASKFLOW_MAX_OPEN_TASKS, TASKFLOW_MAX_TAGS_PER_USER; docs/limits.md).
     quotas: Quotas = field(default_factory=Quotas)
 
@@ -103,6 +105,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         dev=env_flag(e, "TASKFLOW_DEV", False),
         oidc=_oidc(e),
         web_dir=_env(e, "TASKFLOW_WEB_DIR"),
+        group_commit=env_flag(e, "TASKFLOW_GROUP_COMMIT", True),
         quotas=Quotas(
             open_tasks=int(_env(e, "TASKFLOW_MAX_OPEN_TASKS") or Quotas.open_tasks),
             tags=int(_env(e, "TASKFLOW_MAX_TAGS_PER_USER") or Quotas.tags),

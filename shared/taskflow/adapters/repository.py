@@ -152,6 +152,24 @@ class TaskRepository:
         self._seen(task)
         return True
 
+    def add_new(self, new_tasks: Sequence[model.Task]) -> None:
+        """Insert brand-new tasks (fresh ids, no series) in one multi-row INSERT, then their tags in one more."""
+        rows = []
+        for task in new_tasks:
+            values = _task_values(task)
+            if task.series_id and task.series_start is None:
+                task.series_start = values["series_start"]  # a new series: its first occurrence
+            values["id"] = task.id
+            rows.append(values)
+        if rows:
+            self.conn.execute(_INSERT_TASK, rows)
+        tag_rows = [{"task_id": t.id, "tag": tag, "owner_id": t.owner_id} for t in new_tasks for tag in t.tags]
+        if tag_rows:
+            self.conn.execute(_INSERT_TAGS, tag_rows)
+        for task in new_tasks:
+            self._tags[task.id] = tuple(task.tags)
+            self._seen(task)
+
     def add_occurrences(self, occurrences: Sequence[model.Task]) -> set[str]:
         """Insert occurrences of series in one multi-row ``INSERT ... ON CONFLICT DO NOTHING
         RETURNING id`` (then their tags in one more): the ids inserted; an occurrence its series

@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
 
 from flask import Request, Response
@@ -31,6 +31,7 @@ from taskflow.bootstrap import Root
 from taskflow.domain import limits, model
 from taskflow.domain.query import BadCursor
 from taskflow.service_layer import notifications, outbox, tasks
+from taskflow.service_layer.group_commit import GroupCommit
 from taskflow.service_layer.ports import StateConflict
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -210,9 +211,24 @@ def _create(call: Call) -> Response:
     return _idempotent(call, key, raw, lambda: _do_create_once(call, cmd, idempotent_task_id(call.user, key)))
 
 
+def _group_commit(root: Root) -> GroupCommit:
+    def build() -> GroupCommit:
+        publish = partial(_publish_committed, root)
+        return GroupCommit(root.uow, root.clock, publish, root.settings.quotas)
+
+    return root.component("group_commit", build)
+
+
+def _publish_committed(root: Root, uow: AbstractUnitOfWork) -> None:
+    outbox.publish_committed(uow, root.publisher, root.clock)
+
+
 def _do_create(call: Call, cmd: TaskCreate) -> Response:
     quotas = call.root.settings.quotas
-    task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields(), quotas))
+    if call.root.settings.group_commit:
+        task = _group_commit(call.root).create(call.user, cmd.to_fields())
+    else:
+        task = call.write(lambda uow: tasks.create_task(uow, call.root.clock, call.user, cmd.to_fields(), quotas))
     return _task_response(task, 201, {"Location": f"/v1/tasks/{task.id}"})
 
 

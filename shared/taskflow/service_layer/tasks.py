@@ -3,7 +3,7 @@ recorded reach the outbox through the unit of work (publish them with ``outbox.p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,45 @@ def create_task(
         arm_reminders(uow, task, now, new=True)
         uow.commit(now)
     return task
+
+
+def create_tasks(
+    uow: AbstractUnitOfWork,
+    clock: Clock,
+    requests: Sequence[tuple[str, dict[str, Any]]],
+    quotas: limits.Quotas | None = None,
+) -> list[model.Task | limits.LimitExceeded | model.InvalidTask]:
+    """Create several users' tasks in one transaction and one commit (group commit): each request
+    ``(owner, fields)`` is checked against its user's quotas as if the requests before it were
+    already written; one that would go over, or breaks a task invariant, is refused (its slot
+    holds the LimitExceeded or InvalidTask) and writes nothing. The others are one INSERT each of
+    tasks, tags, reminders and outbox rows, whatever their number."""
+    now = clock()
+    outcome: list[model.Task | limits.LimitExceeded | model.InvalidTask] = []
+    with uow:
+        usage: dict[str, limits.Usage] = {}
+        tagging = {owner_id for owner_id, fields in requests if fields.get("tags")}  # the tag count costs a scan
+        for owner_id, fields in requests:
+            tags = list(fields.get("tags") or [])
+            try:
+                if quotas is not None:
+                    if owner_id not in usage:
+                        usage[owner_id] = uow.tasks.usage(owner_id, with_tags=owner_id in tagging)
+                    limits.check(usage[owner_id], quotas, new_open=1, tags=tags)
+                task = model.Task.create(owner_id, owner_id, now=now, **fields)
+            except (limits.LimitExceeded, model.InvalidTask) as exc:
+                outcome.append(exc)
+                continue
+            if quotas is not None:
+                held = usage[owner_id]
+                usage[owner_id] = limits.Usage(held.open_tasks + 1, held.tags | frozenset(tags))
+            outcome.append(task)
+        created = [t for t in outcome if isinstance(t, model.Task)]
+        uow.tasks.add_new(created)
+        schedules = [(t, t.reminder_schedule(now, set)) for t in created]
+        uow.reminders.add_pending([(t, s) for t, s in schedules if s], now)
+        uow.commit(now)
+    return outcome
 
 
 def create_task_once(

@@ -45,6 +45,9 @@ class TaskRepository(Protocol):
     def get_many(self, task_ids: Iterable[str]) -> dict[str, model.Task]:
         """The live tasks among these ids, by id (consumers: any owner)."""
 
+    def add_new(self, new_tasks: Sequence[model.Task]) -> None:
+        """Insert brand-new tasks (fresh ids, no series) all at once."""
+
     def add_occurrences(self, occurrences: Sequence[model.Task]) -> set[str]:
         """Insert occurrences of series, each unless its series already has it; the ids inserted."""
 
