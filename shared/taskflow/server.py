@@ -36,48 +36,68 @@ def threads() -> int:
     return max(1, int(os.environ.get("TASKFLOW_THREADS") or 8))
 
 
-#: A datagram that asks the owner to run its relay now (the others carry one event each).
+#: A datagram that asks the owner to run its relay now (the others carry events).
 NUDGE = b"!"
 #: Larger than any datagram a local socket accepts (the send buffer, 208 KiB by default).
 MAX_DATAGRAM = 1 << 20
+RECORD_SEPARATOR = b"\x1e"  # between the events of one datagram (JSON escapes every control character)
+SEND_WAIT = 0.05  # seconds a worker waits for room in the owner's queue before nudging instead
 
 
 class RelayNudge:
     """The publisher of a worker without the bus: the event is handed to the worker that runs the
     bus over a local datagram socket, and stays pending in the outbox until that bus has delivered
     it (the bus marks it sent, hence ``acknowledges_delivery``). An event the socket does not take
-    (too large, the owner's queue full) becomes a nudge: the owner's relay reads it from the outbox
-    now. With no owner at all, the next relay tick sends it."""
+    (too large, the owner's queue still full after a short wait) becomes a nudge: the owner's relay
+    reads it from the outbox now. With no owner at all, the next relay tick sends it.
+
+    A group commit's events go as one datagram (``publish_batch``): the kernel queues only a few
+    datagrams per socket (``net.unix.max_dgram_qlen``, 10 by default), and a burst of one datagram
+    per event overflowed it, sending most of a group through the relay's outbox read instead."""
 
     acknowledges_delivery = True
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
+        self._sock.settimeout(SEND_WAIT)  # a full queue drains in microseconds once the owner runs
 
     def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+        self._send(_record(topic, event_json, partition_key))
+
+    def publish_batch(self, topic: str, items: list[tuple[str, str, str]]) -> dict[str, str]:
+        """Hand several events over in one datagram; none fails here (the outbox keeps them all)."""
+        self._send(RECORD_SEPARATOR.join(_record(topic, event_json, key) for _, event_json, key in items))
+        return {}
+
+    def _send(self, datagram: bytes) -> None:
         with contextlib.suppress(OSError):
             try:
-                self._sock.sendto(f"{topic}\n{partition_key}\n{event_json}".encode(), self.path)
+                self._sock.sendto(datagram, self.path)
             except OSError:
                 self._sock.sendto(NUDGE, self.path)
 
 
+def _record(topic: str, event_json: str, partition_key: str) -> bytes:
+    return f"{topic}\n{partition_key}\n{event_json}".encode()
+
+
 def _handed_over(bus: Any, datagram: bytes) -> bool:
-    """Publish the event a worker handed over on the owner's bus; False when the relay must run
+    """Publish the events a worker handed over on the owner's bus; False when the relay must run
     (a nudge, or an event the bus refused: it is still pending in the outbox)."""
     if datagram == NUDGE:
         return False
     from taskflow.service_layer.ports import PublishError
 
-    topic, partition_key, event_json = datagram.decode().split("\n", 2)
-    try:
-        bus.publish(topic, event_json, partition_key)
-    except PublishError:
-        log.warning("an event handed over by a worker was refused; the relay sends it")
-        return False
-    return True
+    handed = True
+    for record in datagram.split(RECORD_SEPARATOR):
+        topic, partition_key, event_json = record.decode().split("\n", 2)
+        try:
+            bus.publish(topic, event_json, partition_key)
+        except PublishError:
+            log.warning("an event handed over by a worker was refused; the relay sends it")
+            handed = False
+    return handed
 
 
 class Background:

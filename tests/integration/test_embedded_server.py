@@ -141,3 +141,49 @@ def test_a_worker_hands_its_events_to_the_owner_and_nudges_when_one_does_not_fit
     assert _handed_over(bus, datagram) is False  # the owner runs its relay
     assert len(bus.published) == 1
     owner.close()
+
+
+def test_a_group_of_events_travels_as_one_datagram_and_a_burst_waits_for_room(tmp_path: Path) -> None:
+    """A group commit's events: one datagram the owner's bus publishes in order. The kernel queues
+    only a few datagrams per socket; a worker sending faster than the owner reads waits briefly
+    for room instead of turning events into nudges (each a read of the outbox by the relay)."""
+    import socket
+    import threading
+
+    from taskflow.server import NUDGE, RelayNudge, _handed_over
+
+    owner = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    owner.bind(str(tmp_path / "relay.sock"))
+    owner.settimeout(5)
+    worker = RelayNudge(tmp_path / "relay.sock")
+    events = [(f"e{i}", f'{{"id": "e{i}", "data": {{"title": "line\\nbreak {i}"}}}}', f"task-{i}") for i in range(8)]
+    assert worker.publish_batch("task-events", events) == {}
+
+    class Bus:
+        def __init__(self) -> None:
+            self.published: list[tuple[str, str, str]] = []
+
+        def publish(self, topic: str, event_json: str, partition_key: str) -> None:
+            self.published.append((topic, event_json, partition_key))
+
+    bus = Bus()
+    assert _handed_over(bus, owner.recv(1 << 20)) is True
+    assert bus.published == [("task-events", body, key) for _, body, key in events]
+
+    # A burst larger than the kernel's queue, read slowly: every event arrives whole, no nudge.
+    burst = 40
+    received: list[bytes] = []
+
+    def read_slowly() -> None:
+        while len(received) < burst:
+            received.append(owner.recv(1 << 20))
+            time.sleep(0.002)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    for i in range(burst):
+        worker.publish("task-events", f'{{"id": "b{i}"}}', f"task-{i}")
+    reader.join(10)
+    assert NUDGE not in received
+    assert len(received) == burst
+    owner.close()
