@@ -154,21 +154,10 @@ class TaskRepository:
 
     def add_new(self, new_tasks: Sequence[model.Task]) -> None:
         """Insert brand-new tasks (fresh ids, no series) in one multi-row INSERT, then their tags in one more."""
-        rows = []
-        for task in new_tasks:
-            values = _task_values(task)
-            if task.series_id and task.series_start is None:
-                task.series_start = values["series_start"]  # a new series: its first occurrence
-            values["id"] = task.id
-            rows.append(values)
+        rows = self._rows(new_tasks)
         if rows:
             self.conn.execute(_INSERT_TASK, rows)
-        tag_rows = [{"task_id": t.id, "tag": tag, "owner_id": t.owner_id} for t in new_tasks for tag in t.tags]
-        if tag_rows:
-            self.conn.execute(_INSERT_TAGS, tag_rows)
-        for task in new_tasks:
-            self._tags[task.id] = tuple(task.tags)
-            self._seen(task)
+        self._added(new_tasks)
 
     def add_occurrences(self, occurrences: Sequence[model.Task]) -> set[str]:
         """Insert occurrences of series in one multi-row ``INSERT ... ON CONFLICT DO NOTHING
@@ -176,22 +165,30 @@ class TaskRepository:
         already has is skipped, exactly once as in ``add``."""
         if not occurrences:
             return set()
+        stmt = _INSERT_OCCURRENCE[_dialect(self.conn)].returning(tasks.c.id)
+        added = {r[0] for r in self.conn.execute(stmt, self._rows(occurrences))}
+        self._added([t for t in occurrences if t.id in added])
+        return added
+
+    @staticmethod
+    def _rows(new_tasks: Sequence[model.Task]) -> builtins.list[dict[str, Any]]:
+        """The rows of tasks to insert; a series without a start starts at this occurrence."""
         rows = []
-        for task in occurrences:
+        for task in new_tasks:
             values = _task_values(task)
             task.series_start = task.series_start or values["series_start"]
             values["id"] = task.id
             rows.append(values)
-        stmt = _INSERT_OCCURRENCE[_dialect(self.conn)].returning(tasks.c.id)
-        added = {r[0] for r in self.conn.execute(stmt, rows)}
-        inserted = [t for t in occurrences if t.id in added]
+        return rows
+
+    def _added(self, inserted: Sequence[model.Task]) -> None:
+        """The tags of tasks just inserted, in one multi-row INSERT; the tasks are seen, their tags stored."""
         tag_rows = [{"task_id": t.id, "tag": tag, "owner_id": t.owner_id} for t in inserted for tag in t.tags]
         if tag_rows:
             self.conn.execute(_INSERT_TAGS, tag_rows)
         for task in inserted:
             self._tags[task.id] = tuple(task.tags)
             self._seen(task)
-        return added
 
     def series_has(self, series_id: str, occurrence: int) -> bool:
         stmt = select(tasks.c.id).where(tasks.c.series_id == series_id, tasks.c.occurrence == occurrence)

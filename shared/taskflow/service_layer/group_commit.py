@@ -57,7 +57,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Create] = []
         self._writing = False  # a group is in flight; the queue is the next one
-        self.groups = 0  # groups written (for the bench's group-size figure)
+        self.groups = 0  # groups written together (tests read these two)
         self.grouped = 0  # creates written in them
 
     @property
