@@ -46,4 +46,9 @@ def audit(request: Request) -> Response:
         added = audit_trail.record_audit_batch(root.uow(), root.clock, batch)
         return ["recorded" if a else "duplicate" for a in added]
 
-    return consume(request, root.settings, events.TASK_TYPES, record, record_batch, warm=root.check_database)
+    def warm() -> None:  # on the local stack's readiness probe
+        from taskflow.api import warmup
+
+        warmup.once(root, "audit", warmup.audit_trail)
+
+    return consume(request, root.settings, events.TASK_TYPES, record, record_batch, warm=warm)

@@ -154,6 +154,15 @@ class Root:
 
         return SqlUnitOfWork(self.engine, source)
 
+    def rehearsal(self, source: str = "/taskflow/tasks-api") -> AbstractUnitOfWork | None:
+        """A unit of work that runs its statements and rolls back at commit (``api/warmup.py``);
+        None where units of work are not SQL ones of this root (a test's own factory)."""
+        if "uow_factory" in self._built:
+            return None
+        from taskflow.adapters.sql_unit_of_work import SqlUnitOfWork
+
+        return SqlUnitOfWork(self.engine, source, rehearsal=True)
+
     @property
     def jwt_secret(self) -> str | None:
         def build() -> str | None:

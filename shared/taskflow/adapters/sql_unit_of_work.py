@@ -12,9 +12,12 @@ from taskflow.service_layer.unit_of_work import AbstractUnitOfWork
 class SqlUnitOfWork(AbstractUnitOfWork):
     conn: Connection
 
-    def __init__(self, engine: Engine, source: str = "/taskflow/tasks-api") -> None:
+    def __init__(self, engine: Engine, source: str = "/taskflow/tasks-api", *, rehearsal: bool = False) -> None:
+        """A ``rehearsal`` runs every statement of its work and then rolls back instead of
+        committing: nothing stays (warming a process up before it reports ready)."""
         super().__init__(source)
         self.engine = engine
+        self.rehearsal = rehearsal
 
     def _begin(self) -> None:
         self.conn = self.engine.connect()
@@ -29,7 +32,10 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.data = DataRepository(self.conn)
 
     def _commit(self) -> None:
-        self._tx.commit()
+        if self.rehearsal:
+            self._tx.rollback()
+        else:
+            self._tx.commit()
         self._committed = True
 
     def _end(self) -> None:

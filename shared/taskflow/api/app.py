@@ -17,7 +17,7 @@ from werkzeug.routing import Map, Rule
 
 from taskflow import telemetry
 from taskflow.adapters.availability import backing_service_down
-from taskflow.api import auth, data_routes, preview, signin, webapp
+from taskflow.api import auth, data_routes, preview, signin, warmup, webapp
 from taskflow.api.http import (
     HttpError,
     invalid,
@@ -192,6 +192,7 @@ def _readyz(call: Call) -> Response:
     except Exception as exc:
         log.warning("readiness check failed: the Dapr sidecar: %s", type(exc).__name__)
         raise HttpError(503, "Not ready", "the Dapr sidecar is not ready", slug="not-ready") from exc
+    warmup.once(call.root, "tasks-api", warmup.tasks_api)  # the first creates then cost what later ones do
     return json_response({"status": "ready"})
 
 
