@@ -531,6 +531,51 @@ def test_idempotency_key_creates_one_task_even_when_its_record_is_lost(client: A
     assert len(client.get("/v1/tasks", headers=auth()).get_json()["items"]) == 1
 
 
+def test_idempotency_key_race_on_a_recurring_task_answers_the_first_task_and_writes_nothing_twice(
+    client: Any, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two attempts with one key that both miss the idempotency record and the task (the record
+    lost, and the second attempt's check made before the first committed): the second insert fails
+    on the task's id, and the attempt answers the first task. Its reminder and event are not
+    written a second time."""
+    from sqlalchemy import func, select
+
+    from taskflow.adapters import tables
+    from taskflow.adapters.repository import TaskRepository
+    from taskflow.api.app import idempotency_state_key
+
+    body = {
+        "title": "weekly",
+        "due_at": "2030-01-07T09:00:00Z",
+        "recurrence": {"rule": "FREQ=WEEKLY"},
+        "reminders": [{"offset": "-PT1H"}],
+    }
+    headers = {**auth(), "Idempotency-Key": "race-1"}
+    first = client.post("/v1/tasks", json=body, headers=headers)
+    assert first.status_code == 201
+    app.root.state.delete(idempotency_state_key("alice", "race-1"))
+    checked_early = [True]
+    get_any = TaskRepository.get_any
+
+    def racing(repo: TaskRepository, task_id: str) -> Any:
+        if checked_early:
+            checked_early.pop()
+            return None  # what the check saw before the first attempt committed
+        return get_any(repo, task_id)
+
+    monkeypatch.setattr(TaskRepository, "get_any", racing)
+    again = client.post("/v1/tasks", json=body, headers=headers)
+    assert again.status_code == 201, again.get_json()
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    with app.root.engine.connect() as conn:
+        rows = [
+            conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (tables.tasks, tables.reminders, tables.outbox)
+        ]
+    assert rows == [1, 1, 1]
+
+
 def test_database_down_is_503_with_retry_after_and_writes_nothing(make_app: Any, clock: Any) -> None:
     """PostgreSQL restarting: a write answers 503 + Retry-After (a careful client retries), not 500."""
     from taskflow import config

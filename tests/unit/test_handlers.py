@@ -49,6 +49,12 @@ class FakeTasks:
         self.seen.append(task)
         return True
 
+    def add_new(self, new_tasks: Sequence[model.Task]) -> None:
+        if any(t.id in self.rows for t in new_tasks):
+            raise RuntimeError("a task with this id exists")  # the database's primary key
+        for task in new_tasks:
+            self.add(task)
+
     def get(self, owner_id: str, task_id: str, *, for_update: bool = False) -> model.Task:
         task = self.rows.get(task_id)
         if task is None or task.owner_id != owner_id or task_id in self.deleted:
@@ -120,6 +126,10 @@ class FakeReminders:
         for slot, fire_at in schedule:
             row = {"id": f"{task.id}/{slot}", "task_id": task.id, "owner_id": task.owner_id, "title": task.title}
             self.rows.append(row | {"slot": slot, "fire_at": fire_at, "status": "pending", "late": False})
+
+    def add_pending(self, schedules: Sequence[tuple[model.Task, list[tuple[int, datetime]]]], now: datetime) -> None:
+        for task, schedule in schedules:
+            self.replace_pending(task, schedule, now, new=True)
 
     def claim_due(self, now: datetime, limit: int) -> list[model.DueReminder]:
         due = [r for r in self.rows if r["status"] == "pending" and r["fire_at"] <= now][:limit]

@@ -153,7 +153,8 @@ class TaskRepository:
         return True
 
     def add_new(self, new_tasks: Sequence[model.Task]) -> None:
-        """Insert brand-new tasks (fresh ids, no series) in one multi-row INSERT, then their tags in one more."""
+        """Insert brand-new tasks (fresh ids; a new recurring task starts its own series) in one
+        multi-row INSERT, then their tags in one more. An id that exists fails the INSERT."""
         rows = self._rows(new_tasks)
         if rows:
             self.conn.execute(_INSERT_TASK, rows)

@@ -41,17 +41,14 @@ def create_task(
     quotas: limits.Quotas | None = None,
     task_id: str | None = None,
 ) -> model.Task:
-    """Create a task; with ``quotas``, LimitExceeded (nothing written) when the user is at one."""
-    now = clock()
-    with uow:
-        if quotas is not None:
-            tags = list(fields.get("tags") or [])
-            limits.check(uow.tasks.usage(owner_id, with_tags=bool(tags)), quotas, new_open=1, tags=tags)
-        task = model.Task.create(owner_id, owner_id, now=now, task_id=task_id, **fields)
-        uow.tasks.add(task)
-        arm_reminders(uow, task, now, new=True)
-        uow.commit(now)
-    return task
+    """Create a task (``create_tasks`` with one request); with ``quotas``, LimitExceeded (nothing
+    written) when the user is at one."""
+    (outcome,) = create_tasks(
+        uow, clock, [(owner_id, fields if task_id is None else {**fields, "task_id": task_id})], quotas
+    )
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def create_tasks(
@@ -103,14 +100,29 @@ def create_task_once(
 ) -> tuple[model.Task, bool]:
     """Create the task with this id unless it exists: ``(task, created)``. An id derived from an
     Idempotency-Key makes a retry whose first attempt committed (and then lost its answer, or its
-    idempotency record) find that task instead of writing a second one."""
-    with uow:
-        existing = uow.tasks.get_any(task_id)
-    if existing is not None:
-        if existing.owner_id != owner_id:
+    idempotency record) find that task instead of writing a second one. Two attempts that both
+    find no task race to insert it: the loser's insert fails on the id, and it answers the
+    winner's task."""
+
+    def existing() -> model.Task | None:
+        with uow:
+            task = uow.tasks.get_any(task_id)
+        if task is not None and task.owner_id != owner_id:
             raise model.NotFound(task_id)
-        return existing, False
-    return create_task(uow, clock, owner_id, fields, quotas, task_id), True
+        return task
+
+    found = existing()
+    if found is not None:
+        return found, False
+    try:
+        return create_task(uow, clock, owner_id, fields, quotas, task_id), True
+    except (limits.LimitExceeded, model.InvalidTask):
+        raise
+    except Exception:
+        found = existing()
+        if found is None:
+            raise
+        return found, False
 
 
 def _check_etag(task: model.Task, if_match: str | None) -> None:
