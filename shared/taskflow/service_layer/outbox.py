@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from taskflow import events, telemetry
+from taskflow import telemetry
 from taskflow.service_layer.ports import Clock, Publisher, PublishError
 from taskflow.service_layer.unit_of_work import AbstractUnitOfWork, PendingEvent
 
@@ -28,20 +28,20 @@ def publish_committed(uow: AbstractUnitOfWork, publisher: Publisher | None, cloc
     if not envelopes or publisher is None:
         return 0
     sent: list[str] = []
-    batch = getattr(publisher, "publish_batch", None)
-    if batch is not None and len(envelopes) > 1 and _one_topic_one_event_per_task(envelopes):
-        # A group commit's creates: one call for all (no two events of a task, so no order to keep
-        # between them); an event the publisher refused stays pending for the relay.
+    if len(envelopes) > 1 and len({e.partition_key for e in envelopes}) == len(envelopes):
+        # One event per task (a group commit's creates): no order to keep between them, so they go
+        # as one wave (one call per topic to a batching publisher); a refused one waits for the relay.
+        rows = [PendingEvent(i, e.id, e.topic, e.partition_key, e.to_json()) for i, e in enumerate(envelopes)]
         try:
-            errors = batch(envelopes[0].topic, [(e.id, e.to_json(), e.partition_key) for e in envelopes])
+            outcome = _publish_wave(publisher, rows)
         except Exception:
             log.exception("immediate publish failed; the outbox relay retries")
-            errors = {e.id: "failed" for e in envelopes}
-        for envelope in envelopes:
-            if envelope.id in errors:
-                log.warning("publish of %s deferred to the outbox relay: %s", envelope.id, errors[envelope.id])
+            outcome = [(row, "failed") for row in rows]
+        for row, error in outcome:
+            if error is None:
+                sent.append(row.event_id)
             else:
-                sent.append(envelope.id)
+                log.warning("publish of %s deferred to the outbox relay: %s", row.event_id, error)
         envelopes = []
     for envelope in envelopes:
         try:
@@ -61,11 +61,6 @@ def publish_committed(uow: AbstractUnitOfWork, publisher: Publisher | None, cloc
             uow.outbox.mark_sent(sent, now)
             uow.commit(now)
     return len(sent)
-
-
-def _one_topic_one_event_per_task(envelopes: list[events.Envelope]) -> bool:
-    keys = {e.partition_key for e in envelopes}
-    return len(keys) == len(envelopes) and len({e.topic for e in envelopes}) == 1
 
 
 def _publish_wave(publisher: Publisher, rows: list[PendingEvent]) -> list[tuple[PendingEvent, str | None]]:
