@@ -9,11 +9,7 @@ serving embedded mode's tasks-api (a fresh interpreter, as a worker or a pod is)
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import subprocess
-import sys
+from tests.integration.child import run_child
 
 CHILD = """
 import gc, json, os, time
@@ -36,16 +32,7 @@ print(json.dumps({"after_first": after_first, "walked": len(gc.get_objects()), "
 
 
 def test_a_serving_function_collects_only_what_requests_made(tmp_path: object) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "OTEL_"))}
-    env |= {
-        "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path}/taskflow.db",
-        "TASKFLOW_JWT_SECRET": secrets.token_hex(32),
-        "TASKFLOW_METRICS_PORT": "0",
-        "TASKFLOW_TELEMETRY": "on",
-    }
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, _ = run_child(CHILD, tmp_path, TASKFLOW_TELEMETRY="on")
     assert out["frozen"] > 50_000  # the start-up objects: imports, apps, engine, compiled statements
     # After the first request, and after 100 more, a full collection walks a small fraction of them.
     assert out["after_first"]["walked"] < out["frozen"] // 10, out

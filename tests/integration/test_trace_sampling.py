@@ -8,12 +8,10 @@ process."""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import socket
-import subprocess
-import sys
+
+from tests.integration.child import run_child
 
 CHILD = """
 import json, sys
@@ -51,17 +49,8 @@ def _closed_port() -> int:
 def _run(tmp_path: object, **extra: str) -> tuple[dict[str, object], str, str]:
     trace_id = secrets.token_hex(16)
     parent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "OTEL_"))}
-    env |= {
-        "TASKFLOW_DATABASE_URL": f"sqlite:///{tmp_path}/taskflow.db",
-        "TASKFLOW_JWT_SECRET": secrets.token_hex(32),
-        "TASKFLOW_METRICS_PORT": "0",
-        "TASKFLOW_TELEMETRY_SHUTDOWN_SECONDS": "0.2",
-        **extra,
-    }
-    proc = subprocess.run([sys.executable, "-c", CHILD, parent], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), trace_id, proc.stderr
+    out, stderr = run_child(CHILD, tmp_path, parent, TASKFLOW_TELEMETRY_SHUTDOWN_SECONDS="0.2", **extra)
+    return out, trace_id, stderr
 
 
 def _parts(traceresponse: str) -> tuple[str, bool]:
