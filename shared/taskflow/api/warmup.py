@@ -7,9 +7,10 @@ here runs the function's hot path for real, once per process, through a *rehears
 work that sends every statement and then rolls back (``Root.rehearsal``). Nothing is written and
 nothing is published.
 
-tasks-api warms up on its first successful ``/readyz``; the event consumers on the local stack's
-readiness probe (``api/consumers.py``). A warm-up that fails is logged and tried again at the next
-readiness check: the requests would find the same fault for themselves.
+tasks-api warms up on its first successful ``/readyz``, audit on the local stack's readiness probe
+(``api/consumers.py``; recurrence and notifier only open their database connection there, being off
+the create path). A warm-up that fails is logged and tried again at the next readiness check: the
+requests would find the same fault for themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from taskflow.service_layer import audit, tasks
 
 log = logging.getLogger("taskflow.warmup")
 
-#: The owner of the rehearsed task: no user id can be empty, so it never meets a real user's rows.
+#: The owner of the rehearsed tasks: authentication refuses an empty user id, so no real user's rows
+#: (quotas, tags) are read or met.
 OWNER = ""
 
 
