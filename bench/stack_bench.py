@@ -41,10 +41,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--port", type=int, default=38080, help="tasks-api's port (the others follow it)")
-    ap.add_argument("--dapr-http-base", type=int, default=33500)
-    ap.add_argument("--dapr-grpc-base", type=int, default=33550)
-    ap.add_argument("--metrics-base", type=int, default=39190)
+    # Below the kernel's ephemeral range (Linux: 32768-60999): there, an outgoing connection made
+    # while the stack starts (a sidecar's, the broker's) can hold a port an app then cannot bind.
+    ap.add_argument("--port", type=int, default=28080, help="tasks-api's port (the others follow it)")
+    ap.add_argument("--dapr-http-base", type=int, default=23500)
+    ap.add_argument("--dapr-grpc-base", type=int, default=23550)
+    ap.add_argument("--metrics-base", type=int, default=29190)
     ap.add_argument("--moto-port", type=int, default=None, help="default: --port + 93")
     ap.add_argument("--otlp-base", type=int, default=None, help="the collector's 3 ports (default: --port + 90)")
     ap.add_argument("--telemetry", action="store_true", help="run the OpenTelemetry Collector too")
