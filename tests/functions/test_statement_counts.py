@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event
+from sqlalchemy.engine.interfaces import CacheStats
 
 from tests.conftest import auth
 
@@ -35,7 +36,9 @@ FULL_TASK = {
 
 @dataclass
 class Counts:
-    statements: list[str] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)  # each one's first word
+    sent: list[str] = field(default_factory=list)  # their text
+    compiled: list[str] = field(default_factory=list)  # those compiled for their execution (cache misses)
     transactions: int = 0
     round_trips: int = 0
 
@@ -47,9 +50,12 @@ def counting(engine: Engine) -> Iterator[Counts]:
     counts = Counts()
     started: dict[int, int] = {}
 
-    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         if threading.get_ident() == me and not statement.lstrip().upper().startswith("BEGIN"):
             counts.statements.append(statement.split(None, 1)[0].upper())
+            counts.sent.append(statement)
+            if context.cache_hit is CacheStats.CACHE_MISS:
+                counts.compiled.append(statement[:60])
 
     def on_end(conn: Any) -> None:
         if threading.get_ident() == me:

@@ -538,11 +538,10 @@ def test_idempotency_key_race_on_a_recurring_task_answers_the_first_task_and_wri
     lost, and the second attempt's check made before the first committed): the second insert fails
     on the task's id, and the attempt answers the first task. Its reminder and event are not
     written a second time."""
-    from sqlalchemy import func, select
-
     from taskflow.adapters import tables
     from taskflow.adapters.repository import TaskRepository
     from taskflow.api.app import idempotency_state_key
+    from tests.functions.test_consumers import count
 
     body = {
         "title": "weekly",
@@ -568,12 +567,7 @@ def test_idempotency_key_race_on_a_recurring_task_answers_the_first_task_and_wri
     assert again.status_code == 201, again.get_json()
     assert again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    with app.root.engine.connect() as conn:
-        rows = [
-            conn.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in (tables.tasks, tables.reminders, tables.outbox)
-        ]
-    assert rows == [1, 1, 1]
+    assert [count(app, t) for t in (tables.tasks, tables.reminders, tables.outbox)] == [1, 1, 1]
 
 
 def test_database_down_is_503_with_retry_after_and_writes_nothing(make_app: Any, clock: Any) -> None:

@@ -8,14 +8,9 @@ process."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
-from sqlalchemy.engine.interfaces import CacheStats
 
 from taskflow import config
 from taskflow.adapters import db, tables
@@ -26,7 +21,7 @@ from taskflow.embedded import Embedded
 from tests.conftest import Clock, auth
 from tests.functions.test_bulk_delivery import bulk
 from tests.functions.test_consumers import count, task_event
-from tests.functions.test_statement_counts import FULL_TASK
+from tests.functions.test_statement_counts import FULL_TASK, counting
 from tests.functions.test_tasks_api import create
 
 JSON = {"content-type": "application/json"}
@@ -45,47 +40,25 @@ def fresh(env: str, clock: Clock) -> Iterator[Embedded]:
         engine.dispose()
 
 
-@contextmanager
-def sent(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
-    """What this thread sends, BEGIN aside: (statement, whether it was compiled for this execution)."""
-    me = threading.get_ident()
-    seen: list[tuple[str, bool]] = []
-
-    def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if threading.get_ident() == me and not statement.startswith("BEGIN"):
-            seen.append((statement, context.cache_hit is CacheStats.CACHE_MISS))
-
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-
-
-def compiled(statements: list[tuple[str, bool]]) -> list[str]:
-    """The statements compiled for their execution: none once the cache has them."""
-    return [s[:60] for s, fresh in statements if fresh]
-
-
 def test_tasks_api_rehearses_creates_on_its_first_readyz_and_keeps_nothing(fresh: Embedded) -> None:
     api = fresh.apps["tasks-api"].test_client()
     engine = fresh.root.engine
-    with sent(engine) as warm:
+    with counting(engine) as warm:
         assert api.get("/readyz").get_json() == {"status": "ready"}
-    assert any(s.startswith("INSERT INTO tasks ") for s, _ in warm)  # a create was rehearsed
+    assert any(s.startswith("INSERT INTO tasks ") for s in warm.sent)  # a create was rehearsed
     assert [count(fresh, table) for table in WRITTEN] == [0] * len(WRITTEN)  # and rolled back
 
-    with sent(engine) as again:
+    with counting(engine) as again:
         assert api.get("/readyz").status_code == 200
-    assert len(again) == 1  # the database check only: the warm-up ran once
+    assert len(again.statements) == 1  # the database check only: the warm-up ran once
 
-    with sent(engine) as first:
+    with counting(engine) as first:
         full = create(api, **FULL_TASK)  # tags, a due date, two reminders
         bare = create(api, user="bob")
     # the full create: quota read, then task, tags, reminders, outbox; the bare one has no tags or reminders
     full_create, bare_create = ["SELECT", "INSERT", "INSERT", "INSERT", "INSERT"], ["SELECT", "INSERT", "INSERT"]
-    assert [s.split(None, 1)[0] for s, _ in first] == full_create + bare_create
-    assert compiled(first) == []  # nothing left to compile on the first requests
+    assert first.statements == full_create + bare_create
+    assert first.compiled == []  # nothing left to compile on the first requests
     listed = api.get("/v1/tasks", headers=auth()).get_json()["items"]
     assert [t["id"] for t in listed] == [full["id"]]
     assert count(fresh, tables.tasks) == 2 and bare["title"] == "task"
@@ -93,28 +66,28 @@ def test_tasks_api_rehearses_creates_on_its_first_readyz_and_keeps_nothing(fresh
 
 def test_without_the_warm_up_the_first_create_compiles_its_statements(fresh: Embedded) -> None:
     """The control: what the rehearsal saves a new process's first create."""
-    with sent(fresh.root.engine) as first:
+    with counting(fresh.root.engine) as first:
         create(fresh.apps["tasks-api"].test_client(), **FULL_TASK)
-    assert compiled(first) != []
+    assert first.compiled != []
 
 
 def test_audits_readiness_probe_rehearses_a_batch_and_keeps_nothing(fresh: Embedded) -> None:
     audit = fresh.apps["audit"].test_client()
     engine = fresh.root.engine
     probe = {"specversion": "1.0", "id": "probe-1", "type": PROBE_TYPE, "source": "/taskflow/stack", "data": {}}
-    with sent(engine) as warm:
+    with counting(engine) as warm:
         body, _ = bulk(probe)
         resp = audit.post("/events/task-events", data=json.dumps(body), headers=JSON)
     assert [s["status"] for s in resp.get_json()["statuses"]] == ["SUCCESS"]
-    assert any(s.startswith("INSERT INTO audit_log ") for s, _ in warm)
+    assert any(s.startswith("INSERT INTO audit_log ") for s in warm.sent)
     assert count(fresh, tables.audit_log) == 0
 
     task = model.Task.create("alice", "alice", title="audited").to_api()  # the events' task (audit needs no row of it)
-    with sent(engine) as first:
+    with counting(engine) as first:
         body, _ = bulk(task_event(task), task_event(task))  # one event, and a batch of two
         resp = audit.post("/events/task-events", data=json.dumps(body), headers=JSON)
         assert [s["status"] for s in resp.get_json()["statuses"]] == ["SUCCESS", "SUCCESS"]
         body, _ = bulk(task_event(task))
         audit.post("/events/task-events", data=json.dumps(body), headers=JSON)
-    assert first and compiled(first) == []
+    assert first.statements and first.compiled == []
     assert count(fresh, tables.audit_log) == 3
